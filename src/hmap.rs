@@ -1108,6 +1108,32 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         }
     }
 
+    /// Calls `fk`/`fv` on every key and elem the map owns (for the GC's
+    /// `__traverse__`): live slots of both arrays and retained evacuated keys.
+    pub fn for_each_owned(&self, mut f: impl FnMut(Option<&K>, Option<&V>)) {
+        for t in self.buckets.iter().chain(self.oldbuckets.iter()) {
+            for j in 0..t.nbase {
+                let retained = t.is_retained(j);
+                let mut b = t.bucket(j);
+                while !b.is_null() {
+                    // SAFETY: read guard held; live buckets; ownership per tophash
+                    // as documented on `Table`.
+                    unsafe {
+                        for i in 0..BUCKET_CNT {
+                            let top = (*b).tophash[i];
+                            if top >= MIN_TOP_HASH {
+                                f(Some(Bucket::key(b, i)), Some(Bucket::elem(b, i)));
+                            } else if retained && (top == EVACUATED_X || top == EVACUATED_Y) {
+                                f(Some(Bucket::key(b, i)), None);
+                            }
+                        }
+                        b = Bucket::overflow(b);
+                    }
+                }
+            }
+        }
+    }
+
     /// A structural copy: same B, same hash0, same buckets and chains, same growth
     /// state; a fresh own generator. `clone_elem` copies one elem. Draws nothing.
     pub fn clone_with(&self, clone_elem: impl Fn(&V) -> V) -> HMap<K, V> {

@@ -7,3 +7,4 @@ pub mod hash;
 pub mod hmap;
 pub mod kinds;
 pub mod rand;
+pub mod python;
