@@ -178,7 +178,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
                 let l = PyList::empty(py);
                 for bv in c {
                     let b = PyDict::new(py);
-                    b.set_item("tophash", bv.tophash.to_vec())?;
+                    b.set_item("tophash", PyList::new(py, bv.tophash.iter().map(|&t| t as u32))?)?;
                     let keys = PyList::empty(py);
                     let vals = PyList::empty(py);
                     for e in &bv.entries {
@@ -218,7 +218,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
                             OldView::Evacuated(top) => {
                                 let e = PyDict::new(py);
                                 e.set_item("evacuated", true)?;
-                                e.set_item("tophash", top.to_vec())?;
+                                e.set_item("tophash", PyList::new(py, top.iter().map(|&t| t as u32))?)?;
                                 l.append(e)?;
                             }
                         }
