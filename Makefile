@@ -1,0 +1,30 @@
+# gomap — `make help` lists the targets.
+.DEFAULT_GOAL := help
+PY ?= python3
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+go:  ## install Go 1.19 (Debian's golang-go) if it is missing: the reference runtime
+	@command -v go >/dev/null || (apt-get update -qq && apt-get install -y -qq golang-go)
+
+dev: go  ## editable install for development (rebuild after Rust changes)
+	$(PY) -m pip install --no-build-isolation -e '.[test]'
+
+crosscheck: go  ## cross-check 500 random traces against the Go runtime
+	$(PY) -m gomap crosscheck --traces 500
+
+test: go  ## the whole suite: Rust, then Python
+	cargo test --release
+	$(PY) -m pytest
+
+test-portable:  ## Rust tests and a cross-check with the portable (SWAR) tophash group forced
+	cargo test --release --features portable-group
+
+stubtest:  ## check python/gomap/_core.pyi against the compiled module
+	$(PY) -m mypy.stubtest gomap._core
+
+fmt:  ## format the Rust code
+	cargo fmt --all
+
+.PHONY: help go dev crosscheck test test-portable stubtest fmt
