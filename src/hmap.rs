@@ -468,6 +468,16 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
     /// # Safety
     /// Write guard held; `b` is the last bucket of a chain of the current array.
     unsafe fn newoverflow(&mut self, b: *mut Bucket<K, V>) -> *mut Bucket<K, V> {
+        // SAFETY: forwarded contract.
+        unsafe { self.newoverflow_counted(b, true) }
+    }
+
+    /// `newoverflow`; `go_draw` false counts the bucket without touching the
+    /// external draw source (for `shrink`, which is not a Go operation).
+    ///
+    /// # Safety
+    /// As [`HMap::newoverflow`].
+    unsafe fn newoverflow_counted(&mut self, b: *mut Bucket<K, V>, go_draw: bool) -> *mut Bucket<K, V> {
         let t = self.buckets.as_ref().expect("newoverflow without buckets");
         let ovf = if self.next_overflow < t.slab.len() {
             let o = t.bucket(self.next_overflow);
@@ -481,7 +491,11 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             unsafe { (*t.extra.get()).push(bx) };
             o
         };
-        self.incrnoverflow();
+        if go_draw {
+            self.incrnoverflow();
+        } else if self.b < 16 || self.rand.fastrand_own() & ((1u32 << (self.b - 15)) - 1) == 0 {
+            self.noverflow = self.noverflow.wrapping_add(1);
+        }
         // SAFETY: `b` is live and exclusively ours under the write guard.
         unsafe { (*b).overflow = ovf };
         ovf
@@ -859,6 +873,79 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
     pub fn finish_growth(&mut self, fl: &FlagWord) {
         while self.growing() {
             self.evacuate(fl, self.nevacuate);
+        }
+    }
+
+    /// Goes past Go (golang/go#20135): rebuilds the table at the smallest B that
+    /// holds the current entries, finishing any growth first, so the memory of
+    /// deleted entries is returned. hash0 is kept; nothing is drawn from the
+    /// external source. Iterators open across a shrink end, as across `clear`.
+    /// Returns the arrays let go of, to be dropped after the write claim.
+    #[must_use]
+    pub fn shrink(&mut self, fl: &FlagWord) -> Vec<Arc<Table<K, V>>> {
+        self.finish_growth(fl);
+        let Some(old) = self.buckets.take() else { return Vec::new() };
+        let mut b = 0u8;
+        while over_load_factor(self.count, b) {
+            b += 1;
+        }
+        let (t, next) = Table::make_bucket_array(b, Self::GO_BUCKET_SIZE);
+        let old_mask = bucket_mask(self.b) as u64;
+        self.buckets = Some(t);
+        self.next_overflow = next;
+        self.b = b;
+        self.noverflow = 0;
+        self.nevacuate = 0;
+        self.epoch += 1;
+        for j in 0..old.nbase {
+            let mut ob = old.bucket(j);
+            while !ob.is_null() {
+                // SAFETY: write claim held and iterators of `old` are retired by the
+                // epoch bump, so the old table is ours; each live slot is moved out
+                // once and then marked empty so the old table's Drop skips it.
+                unsafe {
+                    for i in 0..BUCKET_CNT {
+                        let top = (*ob).tophash[i];
+                        if top < MIN_TOP_HASH {
+                            continue;
+                        }
+                        let k = Bucket::key_ptr(ob, i).read();
+                        let e = Bucket::elem_ptr(ob, i).read();
+                        Bucket::set_tophash(ob, i, EMPTY_ONE);
+                        // A NaN key's hash would draw; any bucket will do for an
+                        // entry no lookup can reach, so keep its old place.
+                        let hash = if K::REFLEXIVE || k.self_equal() { self.hash(&k) } else { (top as u64) << 56 | (j as u64 & old_mask) };
+                        self.insert_new(hash, k, e);
+                    }
+                    ob = Bucket::overflow(ob);
+                }
+            }
+        }
+        vec![old]
+    }
+
+    /// Places an entry known to be absent, as `mapassign`'s insert path does.
+    ///
+    /// # Safety
+    /// Write claim held; the key is not in the map; the map is not growing.
+    unsafe fn insert_new(&mut self, hash: u64, key: K, elem: V) {
+        let t = self.buckets.as_ref().unwrap();
+        let mut b = t.bucket(hash as usize & bucket_mask(self.b));
+        // SAFETY: live buckets of the current array, exclusively ours.
+        unsafe {
+            let (ib, ii) = loop {
+                if let Some(i) = Group::load(Bucket::tophash(b)).match_empty().lowest() {
+                    break (b, i);
+                }
+                let ovf = Bucket::overflow(b);
+                if ovf.is_null() {
+                    break (self.newoverflow_counted(b, false), 0);
+                }
+                b = ovf;
+            };
+            Bucket::key_ptr(ib, ii).write(key);
+            Bucket::elem_ptr(ib, ii).write(elem);
+            Bucket::set_tophash(ib, ii, tophash(hash));
         }
     }
 

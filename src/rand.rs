@@ -46,6 +46,12 @@ impl FastRand {
         FastRand::new(h.finish(), external)
     }
 
+    /// A draw from the own generator only, never from the external source (for
+    /// work that is not a Go operation, such as `shrink`).
+    pub fn fastrand_own(&self) -> u32 {
+        self.own() as u32
+    }
+
     /// Go's wyrand step (`runtime.fastrand64` on 64-bit platforms).
     fn own(&self) -> u64 {
         let s = self.state.fetch_add(0xa0761d6478bd642f, Ordering::Relaxed).wrapping_add(0xa0761d6478bd642f);

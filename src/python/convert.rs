@@ -23,6 +23,8 @@ pub trait PyVal: MapValue + Send + Sync {
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self>;
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>>;
     fn clone_val(&self, py: Python<'_>) -> Self;
+    /// A copy taken where no `Python` token is at hand (attaches for objects).
+    fn copy_out(&self) -> Self;
     /// Python `==` between two stored values.
     fn eq_val(&self, other: &Self, py: Python<'_>) -> PyResult<bool>;
     fn object(&self) -> Option<&Py<PyAny>> {
@@ -229,6 +231,9 @@ impl PyVal for i64 {
     fn clone_val(&self, _py: Python<'_>) -> Self {
         *self
     }
+    fn copy_out(&self) -> Self {
+        *self
+    }
     fn eq_val(&self, other: &Self, _py: Python<'_>) -> PyResult<bool> {
         Ok(self == other)
     }
@@ -242,6 +247,9 @@ impl PyVal for f64 {
         Ok(PyFloat::new(py, *self).into_any().unbind())
     }
     fn clone_val(&self, _py: Python<'_>) -> Self {
+        *self
+    }
+    fn copy_out(&self) -> Self {
         *self
     }
     fn eq_val(&self, other: &Self, _py: Python<'_>) -> PyResult<bool> {
@@ -264,6 +272,9 @@ impl PyVal for Py<PyAny> {
     }
     fn clone_val(&self, py: Python<'_>) -> Self {
         self.clone_ref(py)
+    }
+    fn copy_out(&self) -> Self {
+        Python::attach(|py| self.clone_ref(py))
     }
     fn eq_val(&self, other: &Self, py: Python<'_>) -> PyResult<bool> {
         self.bind(py).eq(other.bind(py))

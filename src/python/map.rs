@@ -133,6 +133,12 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
         Ok(out)
     }
 
+    pub fn shrink(&self) -> PyResult<()> {
+        let dropped = self.write(|h, fl| Ok(h.shrink(fl)))?;
+        drop(dropped);
+        Ok(())
+    }
+
     pub fn clear(&self) -> PyResult<()> {
         let dropped = self.write(|h, fl| Ok(h.mapclear(fl)))?;
         drop(dropped);
@@ -571,6 +577,35 @@ impl Map {
             wrap(shared)
         });
         Ok(Map { inner, key_kind: self.key_kind, value_kind: self.value_kind })
+    }
+
+    /// Returns memory after deletes (Go never does, golang/go#20135): rebuilds
+    /// the table at the smallest B that holds the entries. Open iterators end.
+    fn shrink(&self) -> PyResult<()> {
+        dispatch!(&self.inner, m => m.shrink())
+    }
+
+    /// Looks up every key of a buffer (NumPy array, array.array, memoryview) or
+    /// sequence with the GIL released; a NumPy array of values. A missing key is
+    /// `KeyError` unless `default` is given.
+    #[pyo3(signature = (keys, default = None))]
+    fn get_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>, default: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        dispatch!(&self.inner, m => m.get_many(py, keys, default))
+    }
+
+    /// A NumPy bool array: which keys are present.
+    fn contains_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        dispatch!(&self.inner, m => m.contains_many(py, keys))
+    }
+
+    /// Assigns keys[i] = values[i] for every i, in order, under one write claim.
+    fn set_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>, values: &Bound<'_, PyAny>) -> PyResult<()> {
+        dispatch!(&self.inner, m => m.set_many(py, keys, values))
+    }
+
+    /// Go's delete for every key; a NumPy bool array: which keys were present.
+    fn delete_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        dispatch!(&self.inner, m => m.delete_many(py, keys))
     }
 
     fn __copy__(&self, py: Python<'_>) -> PyResult<Map> {

@@ -1,6 +1,7 @@
 //! The Python module `gomap._core`.
 
 pub(crate) mod anymap;
+pub mod batch;
 pub mod convert;
 pub mod iter;
 pub mod map;
