@@ -28,3 +28,8 @@ fmt:  ## format the Rust code
 	cargo fmt --all
 
 .PHONY: help go dev crosscheck test test-portable stubtest fmt
+
+check-freethreaded:  ## compile-check the extension for free-threaded CPython 3.14t
+	CARGO_TARGET_DIR=target/ft PYO3_CROSS=1 PYO3_CROSS_PYTHON_VERSION=3.14t cargo check --lib --features extension-module
+
+.PHONY: check-freethreaded

@@ -13,11 +13,17 @@ use std::sync::Mutex;
 /// `None` means the source is exhausted; the map then uses its own generator.
 pub trait ExternalDraws: Send {
     fn next_draw(&mut self) -> Option<u64>;
+    /// The source itself, so that its owner can reach it (the Python layer
+    /// shows a Python source to the garbage collector).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
-impl<I: Iterator<Item = u64> + Send> ExternalDraws for I {
+impl<I: Iterator<Item = u64> + Send + 'static> ExternalDraws for I {
     fn next_draw(&mut self) -> Option<u64> {
         self.next()
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -74,6 +80,23 @@ impl FastRand {
             }
         }
         self.own()
+    }
+
+    /// Calls `f` on the external source if there is one and it is not busy
+    /// (never blocks: used by the garbage collector).
+    pub fn with_external(&self, f: impl FnOnce(&dyn ExternalDraws)) {
+        if let Ok(ext) = self.external.try_lock() {
+            if let Some(src) = ext.as_deref() {
+                f(src);
+            }
+        }
+    }
+
+    /// Drops the external source; draws continue from the own generator.
+    pub fn drop_external(&self) -> Option<Box<dyn ExternalDraws>> {
+        let taken = self.external.try_lock().ok().and_then(|mut e| e.take());
+        self.has_external.store(false, Ordering::Relaxed);
+        taken
     }
 
     /// `fastrand()`: the low 32 bits of a draw.

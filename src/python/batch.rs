@@ -190,6 +190,7 @@ impl Batch for i64 {
     fn collect(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Self>> {
         match copy_buffer::<i64>(ob, what)? {
             Some(v) => Ok(v),
+            None if what == "values" => collect_seq(ob, what, <i64 as PyVal>::from_py),
             None => collect_seq(ob, what, <i64 as PyKey>::from_py),
         }
     }
@@ -203,6 +204,7 @@ impl Batch for f64 {
     fn collect(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Self>> {
         match copy_buffer::<f64>(ob, what)? {
             Some(v) => Ok(v),
+            None if what == "values" => collect_seq(ob, what, <f64 as PyVal>::from_py),
             None => collect_seq(ob, what, <f64 as PyKey>::from_py),
         }
     }
@@ -290,7 +292,7 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
         })?;
         match found {
             Ok(vals) => V::array(py, vals),
-            Err(i) => Err(PyKeyError::new_err(ks[i].to_py(py)?)),
+            Err(i) => Err(PyKeyError::new_err((ks[i].to_py(py)?,))),
         }
     }
 

@@ -1,10 +1,12 @@
 //! Iterators over a `Map`: Go's `hiter`, driven one `__next__` at a time.
 //!
-//! Creating the iterator is `mapiterinit`: it draws the start, sets the
-//! iterator flags and fetches the first entry, as a Go `for range` loop does
-//! before its first body. The first `__next__` returns that entry; each later
-//! one calls `mapiternext` first — so writes made between two `__next__` calls
-//! (the loop body) are seen exactly as Go's loop body's writes are.
+//! Creating the iterator is `mapiterinit` (the spec's draw 4 and the iterator
+//! flags happen there, and the iterator keeps the bucket array it started on);
+//! every `__next__`, the first included, is one `mapiternext`. Go's `for range`
+//! makes its first `mapiternext` inside `mapiterinit`; here writes between
+//! `iter()` and the first `next()` are handled like writes between any two
+//! steps, which Go's iterator supports, so `it = iter(m); del m[k]; next(it)`
+//! never produces `k`.
 
 use super::anymap::dispatch;
 use super::convert::{PyKey, PyVal};
@@ -26,8 +28,8 @@ pub enum IterMode {
 
 trait IterState: Send {
     fn next(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>>;
-    /// The Python objects the iterator holds, for the GC.
-    fn refs(&self) -> [Option<&Py<PyAny>>; 2];
+    /// The map the iterator holds, for the GC.
+    fn owner(&self) -> &Py<Map>;
 }
 
 struct TypedIter<K, V> {
@@ -35,8 +37,6 @@ struct TypedIter<K, V> {
     owner: Py<Map>,
     shared: *const Shared<K, V>,
     it: HIter<K, V>,
-    /// The entry `mapiterinit` fetched, returned by the first `__next__`.
-    pending: Option<Py<PyAny>>,
     mode: IterMode,
 }
 
@@ -53,24 +53,14 @@ fn entry<K: PyKey, V: PyVal>(py: Python<'_>, mode: IterMode, k: &K, v: &V) -> Py
 }
 
 impl<K: PyKey, V: PyVal> TypedIter<K, V> {
-    fn start(owner: Py<Map>, shared: &Shared<K, V>, mode: IterMode, py: Python<'_>) -> PyResult<Self> {
-        let (it, pending) = shared.read(true, |h, fl| {
-            let mut it = h.mapiterinit(fl);
-            let first = match h.mapiternext(fl, &mut it).map_err(K::raise)? {
-                Some((k, v)) => Some(entry(py, mode, k, v)?),
-                None => None,
-            };
-            Ok((it, first))
-        })?;
-        Ok(TypedIter { owner, shared, it, pending, mode })
+    fn start(owner: Py<Map>, shared: &Shared<K, V>, mode: IterMode) -> PyResult<Self> {
+        let it = shared.read(true, |h, fl| Ok(h.mapiterinit(fl)))?;
+        Ok(TypedIter { owner, shared, it, mode })
     }
 }
 
 impl<K: PyKey, V: PyVal> IterState for TypedIter<K, V> {
     fn next(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        if let Some(p) = self.pending.take() {
-            return Ok(Some(p));
-        }
         if self.it.finished() {
             return Ok(None);
         }
@@ -83,8 +73,8 @@ impl<K: PyKey, V: PyVal> IterState for TypedIter<K, V> {
         })
     }
 
-    fn refs(&self) -> [Option<&Py<PyAny>>; 2] {
-        [Some(self.owner.as_any()), self.pending.as_ref()]
+    fn owner(&self) -> &Py<Map> {
+        &self.owner
     }
 }
 
@@ -96,9 +86,8 @@ pub struct MapIter {
 
 impl MapIter {
     pub fn new(map: &Bound<'_, Map>, mode: IterMode) -> PyResult<MapIter> {
-        let py = map.py();
         let owner = map.clone().unbind();
-        let state: Box<dyn IterState> = dispatch!(&map.get().inner, m => Box::new(TypedIter::start(owner, m, mode, py)?));
+        let state: Box<dyn IterState> = dispatch!(&map.get().inner, m => Box::new(TypedIter::start(owner, m, mode)?));
         Ok(MapIter { state: Mutex::new(state) })
     }
 }
@@ -123,9 +112,7 @@ impl MapIter {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // Never block in the GC: a busy iterator is skipped.
         if let Ok(state) = self.state.try_lock() {
-            for r in state.refs().into_iter().flatten() {
-                visit.call(r)?;
-            }
+            visit.call(state.owner())?;
         }
         Ok(())
     }

@@ -261,6 +261,11 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         let mut result = Ok(());
         self.try_read(|h| {
+            h.rand.with_external(|src| {
+                if let Some(d) = src.as_any().downcast_ref::<PyDraws>() {
+                    result = visit.call(&d.source);
+                }
+            });
             h.for_each_owned(|k, v| {
                 for o in [k.and_then(PyKey::object), v.and_then(PyVal::object)].into_iter().flatten() {
                     if result.is_ok() {
@@ -274,19 +279,23 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
 
     fn gc_clear(&self) {
         // A map the GC clears is garbage: no draw, and a busy map is left alone.
-        if let Ok(dropped) = self.write(|h, fl| Ok(h.reset_tables(fl))) {
+        if let Ok(dropped) = self.write(|h, fl| Ok((h.reset_tables(fl), h.rand.drop_external()))) {
             drop(dropped);
         }
     }
 }
 
 /// Draws from the Python `rand=` argument: an iterator or a zero-argument callable.
-struct PyDraws {
-    source: Py<PyAny>,
+pub(crate) struct PyDraws {
+    pub(crate) source: Py<PyAny>,
     callable: bool,
 }
 
 impl ExternalDraws for PyDraws {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn next_draw(&mut self) -> Option<u64> {
         Python::attach(|py| {
             let src = self.source.bind(py);
@@ -406,7 +415,7 @@ impl Map {
                         return Err(PyTypeError::new_err(format!("hashkey words must be ints, not {}", w.get_type().name()?)));
                     }
                     *o = w.extract::<u64>().map_err(|_| {
-                        PyOverflowError::new_err(format!("hashkey word {} is not in [0, 2**64)", w.repr().map(|r| r.to_string()).unwrap_or_default()))
+                        PyValueError::new_err(format!("hashkey word {} is not in [0, 2**64)", w.repr().map(|r| r.to_string()).unwrap_or_default()))
                     })?;
                 }
                 out
@@ -450,7 +459,7 @@ impl Map {
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         match dispatch!(&self.inner, m => m.get(py, key))? {
             Some(v) => Ok(v),
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
+            None => Err(PyKeyError::new_err((key.clone().unbind(),))),
         }
     }
 
@@ -463,7 +472,7 @@ impl Map {
         if found {
             Ok(())
         } else {
-            Err(PyKeyError::new_err(key.clone().unbind()))
+            Err(PyKeyError::new_err((key.clone().unbind(),)))
         }
     }
 
@@ -508,7 +517,7 @@ impl Map {
         match dispatch!(&self.inner, m => m.pop(py, key))? {
             Some(v) => Ok(v),
             None if default.len() == 1 => Ok(default.get_item(0)?.unbind()),
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
+            None => Err(PyKeyError::new_err((key.clone().unbind(),))),
         }
     }
 
@@ -696,6 +705,8 @@ impl Map {
         Ok(format!("{head}{{{}}}", body?))
     }
 
+    /// Pickles as the kinds, hashkey and hash0 plus the items, set on the new
+    /// map after it exists (so a map that contains itself pickles).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
         let me = slf.get();
@@ -703,9 +714,9 @@ impl Map {
         let hash0 = dispatch!(&me.inner, m => m.hash0())?;
         let hk = me.hashkey()?;
         let rebuild = py.import("gomap._core")?.getattr("_rebuild")?;
-        let list = PyList::new(py, items.iter().map(|(k, v)| (k.clone_ref(py), v.clone_ref(py))))?;
-        let args = (me.key_kind, me.value_kind, hk, hash0, list).into_pyobject(py)?;
-        PyTuple::new(py, [rebuild.into_any(), args.into_any()])
+        let args = (me.key_kind, me.value_kind, hk, hash0, items.len()).into_pyobject(py)?;
+        let items = PyList::new(py, items.iter().map(|(k, v)| (k.clone_ref(py), v.clone_ref(py))))?;
+        PyTuple::new(py, [rebuild.into_any(), args.into_any(), py.None().into_bound(py), py.None().into_bound(py), items.try_iter()?.into_any()])
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -725,7 +736,8 @@ where
     AnyMap::from(shared)
 }
 
-/// Unpickling: a map with the same kinds, hashkey and hash0, holding the items.
+/// Unpickling: an empty map with the same kinds, hashkey and hash0, sized for
+/// `hint` entries; pickle then sets the items.
 #[pyfunction]
 pub fn _rebuild(
     py: Python<'_>,
@@ -733,13 +745,8 @@ pub fn _rebuild(
     value: &Bound<'_, PyAny>,
     hashkey: &Bound<'_, PyAny>,
     hash0: u32,
-    items: &Bound<'_, PyList>,
+    hint: i64,
 ) -> PyResult<Map> {
     let draws = PyList::new(py, [hash0])?;
-    let m = Map::py_new(py, Some(key), Some(value), items.len() as i64, Some(hashkey), Some(draws.as_any()))?;
-    for it in items.iter() {
-        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = it.extract()?;
-        m.__setitem__(&k, &v)?;
-    }
-    Ok(m)
+    Map::py_new(py, Some(key), Some(value), hint, Some(hashkey), Some(draws.as_any()))
 }

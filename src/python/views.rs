@@ -4,8 +4,10 @@
 
 use super::iter::{IterMode, MapIter};
 use super::map::Map;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PySet, PyTuple};
+use pyo3::PyTraverseError;
 
 fn as_set<'py>(map: &Bound<'py, Map>, mode: IterMode) -> PyResult<Bound<'py, PySet>> {
     let it = Bound::new(map.py(), MapIter::new(map, mode)?)?;
@@ -32,6 +34,9 @@ macro_rules! set_view {
             }
             fn __iter__(&self, py: Python<'_>) -> PyResult<MapIter> {
                 MapIter::new(self.map.bind(py), $mode)
+            }
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                visit.call(&self.map)
             }
             $contains
             fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -121,6 +126,9 @@ impl ValuesView {
     }
     fn __iter__(&self, py: Python<'_>) -> PyResult<MapIter> {
         MapIter::new(self.map.bind(py), IterMode::Values)
+    }
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.map)
     }
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let it = Bound::new(py, self.__iter__(py)?)?;
