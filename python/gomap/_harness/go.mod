@@ -1,0 +1,3 @@
+module gomapharness
+
+go 1.19
