@@ -1,0 +1,3 @@
+module gomap/harness_sync
+
+go 1.19
