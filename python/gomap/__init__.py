@@ -9,6 +9,7 @@ from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
 
 from ._core import ConcurrentMapError, Map, build_info
 from . import _core
+from .sharded import ShardedMap
 from .syncmap import SyncMap
 
 MutableMapping.register(Map)
@@ -16,5 +17,5 @@ KeysView.register(_core.map_keys)
 ValuesView.register(_core.map_values)
 ItemsView.register(_core.map_items)
 
-__all__ = ["ConcurrentMapError", "Map", "SyncMap", "build_info"]
+__all__ = ["ConcurrentMapError", "Map", "ShardedMap", "SyncMap", "build_info"]
 __version__ = build_info()[1]
