@@ -33,3 +33,8 @@ check-freethreaded:  ## compile-check the extension for free-threaded CPython 3.
 	CARGO_TARGET_DIR=target/ft PYO3_CROSS=1 PYO3_CROSS_PYTHON_VERSION=3.14t cargo check --lib --features extension-module
 
 .PHONY: check-freethreaded
+
+bench:  ## run every benchmark and write BENCHMARKS.md (+ benches/get_hit.png); takes a while
+	$(PY) benches/run_all.py --criterion
+
+.PHONY: bench

@@ -21,8 +21,9 @@ mod neon;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon", not(feature = "portable-group")))]
 pub use neon::Group;
 
-#[allow(dead_code)]
-mod generic;
+/// Always compiled: the portable group is tested (and benchmarked) against the
+/// native one on every target.
+pub mod generic;
 #[cfg(not(any(
     all(target_arch = "x86_64", target_feature = "sse2", not(feature = "portable-group")),
     all(target_arch = "aarch64", target_feature = "neon", not(feature = "portable-group"))
