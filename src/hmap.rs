@@ -129,10 +129,10 @@ pub const fn go_bucket_size(keysize: usize, elemsize: usize) -> usize {
 /// large objects, whole 8 KiB pages.
 pub fn roundupsize(size: usize) -> usize {
     const CLASS_TO_SIZE: [usize; 68] = [
-        0, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320, 352,
-        384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792, 2048, 2304,
-        2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472, 9728, 10240, 10880,
-        12288, 13568, 14336, 16384, 18432, 19072, 20480, 21760, 24576, 27264, 28672, 32768,
+        0, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320, 352, 384, 416,
+        448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792, 2048, 2304, 2688, 3072, 3200, 3456,
+        4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472, 9728, 10240, 10880, 12288, 13568, 14336, 16384, 18432,
+        19072, 20480, 21760, 24576, 27264, 28672, 32768,
     ];
     if size < 32768 {
         CLASS_TO_SIZE.iter().copied().find(|&c| c >= size).unwrap_or(32768)
@@ -260,7 +260,8 @@ impl<K, V> Table<K, V> {
             // MaybeUninit and a raw pointer), and UnsafeCell is repr(transparent).
             unsafe { z.assume_init() }
         };
-        let table = Table { slab, nbase: base, extra: UnsafeCell::new(Vec::new()), retained: UnsafeCell::new(Vec::new()) };
+        let table =
+            Table { slab, nbase: base, extra: UnsafeCell::new(Vec::new()), retained: UnsafeCell::new(Vec::new()) };
         (Arc::new(table), base)
     }
 
@@ -914,7 +915,11 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                         Bucket::set_tophash(ob, i, EMPTY_ONE);
                         // A NaN key's hash would draw; any bucket will do for an
                         // entry no lookup can reach, so keep its old place.
-                        let hash = if K::REFLEXIVE || k.self_equal() { self.hash(&k) } else { (top as u64) << 56 | (j as u64 & old_mask) };
+                        let hash = if K::REFLEXIVE || k.self_equal() {
+                            self.hash(&k)
+                        } else {
+                            (top as u64) << 56 | (j as u64 & old_mask)
+                        };
                         self.insert_new(hash, k, e);
                     }
                     ob = Bucket::overflow(ob);
@@ -971,7 +976,8 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         }
         it.buckets = self.buckets.clone();
         // Decide where to start: a random bucket and a random offset in it.
-        let r = if self.b > 31 - BUCKET_CNT_BITS { self.rand.fastrand64() as usize } else { self.rand.fastrand() as usize };
+        let r =
+            if self.b > 31 - BUCKET_CNT_BITS { self.rand.fastrand64() as usize } else { self.rand.fastrand() as usize };
         it.start_bucket = r & bucket_mask(self.b);
         it.offset = ((r >> self.b) & (BUCKET_CNT - 1)) as u8;
         it.bucket = it.start_bucket;

@@ -6,5 +6,5 @@ pub mod group;
 pub mod hash;
 pub mod hmap;
 pub mod kinds;
-pub mod rand;
 pub mod python;
+pub mod rand;

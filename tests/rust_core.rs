@@ -469,9 +469,13 @@ impl<K: TK> Harness<K> {
             let bigger = go_over_load(pre.count + 1, pre.b);
             let nb = pre.b + bigger as u8;
             assert_eq!(
-                self.h.b, nb,
+                self.h.b,
+                nb,
                 "{}: insert #{} (noverflow {}) at B={} should grow to B={nb}",
-                self.ctx, pre.count + 1, pre.noverflow, pre.b
+                self.ctx,
+                pre.count + 1,
+                pre.noverflow,
+                pre.b
             );
             self.ev.grows += 1;
             if !bigger {
@@ -560,7 +564,12 @@ impl<K: TK> Harness<K> {
         while go_over_load(pre.count, want_b) {
             want_b += 1;
         }
-        assert_eq!(self.h.b, if pre.b == 0 && self.h.snapshot_buckets().is_none() { 0 } else { want_b }, "{}: shrink B", self.ctx);
+        assert_eq!(
+            self.h.b,
+            if pre.b == 0 && self.h.snapshot_buckets().is_none() { 0 } else { want_b },
+            "{}: shrink B",
+            self.ctx
+        );
         assert!(!self.h.growing() && !self.fl.has(SAME_SIZE_GROW));
         assert_eq!(self.h.count, pre.count);
         assert_eq!(self.h.hash0, pre.hash0, "{}: shrink changed hash0", self.ctx);
@@ -605,7 +614,14 @@ impl<K: TK> Harness<K> {
 
     /// Walks one chain: the EMPTY_REST rule, tophash and bucket index of every
     /// live slot. Returns the number of live slots.
-    fn check_chain(&self, chain: &[BucketView<'_, K, i64>], j: usize, m: usize, live: &mut Vec<(K::M, K, i64)>, what: &str) -> usize {
+    fn check_chain(
+        &self,
+        chain: &[BucketView<'_, K, i64>],
+        j: usize,
+        m: usize,
+        live: &mut Vec<(K::M, K, i64)>,
+        what: &str,
+    ) -> usize {
         let ctx = &self.ctx;
         let mut rest = false;
         let mut n = 0;
@@ -632,7 +648,12 @@ impl<K: TK> Harness<K> {
                         let (k, v) = bv.entries[i].unwrap_or_else(|| panic!("{ctx}: live tophash without entry"));
                         let hash = khash(&self.h, k);
                         assert_eq!(top, go_tophash(hash), "{ctx}: {what} chain {j} slot {i}: tophash of {k:?}");
-                        assert_eq!(hash as usize & m, j, "{ctx}: {k:?} sits in {what} chain {j}, hash says {}", hash as usize & m);
+                        assert_eq!(
+                            hash as usize & m,
+                            j,
+                            "{ctx}: {k:?} sits in {what} chain {j}, hash says {}",
+                            hash as usize & m
+                        );
                         live.push((k.m(), k.clone(), *v));
                         n += 1;
                         last_nonrest_live = true;
@@ -717,7 +738,10 @@ impl<K: TK> Harness<K> {
         assert_eq!(st.old_buckets, old_n);
         assert_eq!(st.growing, h.growing());
         if b < 16 {
-            assert_eq!(st.noverflow as usize, st.overflow_buckets, "{ctx}: noverflow != overflow buckets of the current array");
+            assert_eq!(
+                st.noverflow as usize, st.overflow_buckets,
+                "{ctx}: noverflow != overflow buckets of the current array"
+            );
         }
     }
 
@@ -774,7 +798,8 @@ impl<K: TK> Harness<K> {
         }
         let mut got = Vec::new();
         while let Some((k, v)) = self.h.mapiternext(&self.fl, &mut it).unwrap() {
-            let (wk, _) = self.model.get(&k.m()).unwrap_or_else(|| panic!("{}: iteration produced {k:?} not in map", self.ctx));
+            let (wk, _) =
+                self.model.get(&k.m()).unwrap_or_else(|| panic!("{}: iteration produced {k:?} not in map", self.ctx));
             assert!(k.same_repr(wk), "{}: iteration key repr {k:?} vs {wk:?}", self.ctx);
             got.push((k.m(), *v));
             assert!(got.len() <= self.model.len(), "{}: iteration produced more entries than the map holds", self.ctx);
@@ -855,10 +880,12 @@ fn run_differential<K: TK>(seed: u64, ops: usize, max_size: usize, hint: usize) 
                 let k = k.variant(&mut rng);
                 hs.assign(k, v)
             }
-            (Phase::Grow, 65..=74) | (Phase::Churn, 80..=84) | (Phase::Shrink, 5..=9) => match hs.random_present(&mut rng) {
-                Some(k) => hs.assign(k, v),
-                None => hs.lookup(&K::from_idx(next_idx)),
-            },
+            (Phase::Grow, 65..=74) | (Phase::Churn, 80..=84) | (Phase::Shrink, 5..=9) => {
+                match hs.random_present(&mut rng) {
+                    Some(k) => hs.assign(k, v),
+                    None => hs.lookup(&K::from_idx(next_idx)),
+                }
+            }
             (Phase::Grow, 75..=81) | (Phase::Shrink, 10..=64) => match hs.random_present(&mut rng) {
                 Some(k) => hs.delete(&k),
                 None => hs.delete(&K::from_idx(next_idx + 5)),
@@ -1025,7 +1052,9 @@ fn chain_keys<K: TK>(chain: &[BucketView<'_, K, i64>]) -> Vec<K> {
 #[test]
 fn load_factor_thresholds_are_exact() {
     // makemap(hint): the smallest B that does not overload.
-    for (hint, want_b) in [(0, 0), (8, 0), (9, 1), (13, 1), (14, 2), (26, 2), (27, 3), (52, 3), (53, 4), (104, 4), (105, 5)] {
+    for (hint, want_b) in
+        [(0, 0), (8, 0), (9, 1), (13, 1), (14, 2), (26, 2), (27, 3), (52, 3), (53, 4), (104, 4), (105, 5)]
+    {
         let h = HMap::<i64, i64>::makemap(hint, HK, FastRand::new(1, None));
         assert_eq!(h.b, want_b, "makemap({hint})");
         assert_eq!(h.snapshot_buckets().is_some(), want_b > 0, "makemap({hint}) allocates buckets iff B > 0");
@@ -1066,7 +1095,13 @@ fn load_factor_thresholds_are_exact() {
 
 /// Before/after a step of a growing map: old bucket `j`'s chain and the new
 /// chains it fed.
-fn check_evacuated_from(h: &HMap<i64, i64>, same: bool, before: &[Vec<Option<i64>>], which: &[usize], inserted: Option<i64>) {
+fn check_evacuated_from(
+    h: &HMap<i64, i64>,
+    same: bool,
+    before: &[Vec<Option<i64>>],
+    which: &[usize],
+    inserted: Option<i64>,
+) {
     let old = h.snapshot_oldbuckets();
     let new = h.snapshot_buckets().unwrap();
     let old_n = before.len();
@@ -1610,7 +1645,8 @@ impl<K: TK> Harness<K> {
                 assert!(!li.cleared, "{ctx}: iterator produced {k:?} after mapclear");
                 let m = k.m();
                 assert!(!li.deleted.contains(&m), "{ctx}: iterator produced deleted key {k:?}");
-                let (wk, wv) = self.model.get(&m).unwrap_or_else(|| panic!("{ctx}: iterator produced {k:?}, not in the map"));
+                let (wk, wv) =
+                    self.model.get(&m).unwrap_or_else(|| panic!("{ctx}: iterator produced {k:?}, not in the map"));
                 assert!(k.same_repr(wk), "{ctx}: produced key {k:?}, stored {wk:?}");
                 assert_eq!(v, wv, "{ctx}: produced a stale elem for {k:?}");
                 assert!(li.produced.insert(m), "{ctx}: iterator produced {k:?} twice");

@@ -65,8 +65,6 @@ impl Iterator for BitMask {
     }
 }
 
-
-
 /// The name of the implementation compiled in, for `gomap.build_info()`.
 pub const GROUP_IMPL: &str = Group::NAME;
 

@@ -103,10 +103,15 @@ pub fn copy_buffer<T: BufferElem>(ob: &Bound<'_, PyAny>, what: &str) -> PyResult
         }
         // SAFETY: `view` is a live buffer view.
         if unsafe { ffi::PyBuffer_IsContiguous(&view, b'C' as std::ffi::c_char) } == 0 {
-            return Err(PyValueError::new_err(format!("{what}: buffer is not C-contiguous; pass np.ascontiguousarray(...)")));
+            return Err(PyValueError::new_err(format!(
+                "{what}: buffer is not C-contiguous; pass np.ascontiguousarray(...)"
+            )));
         }
         if view.ndim > 1 {
-            return Err(PyValueError::new_err(format!("{what}: buffer must be one-dimensional, not {}-dimensional", view.ndim)));
+            return Err(PyValueError::new_err(format!(
+                "{what}: buffer must be one-dimensional, not {}-dimensional",
+                view.ndim
+            )));
         }
         let n = view.len as usize / std::mem::size_of::<T>();
         let mut out: Vec<T> = Vec::with_capacity(n);
@@ -115,7 +120,11 @@ pub fn copy_buffer<T: BufferElem>(ob: &Bound<'_, PyAny>, what: &str) -> PyResult
         // resized meanwhile, and `out` has room for `n` elements. Byte copies
         // need no alignment.
         unsafe {
-            std::ptr::copy_nonoverlapping(view.buf as *const u8, out.as_mut_ptr() as *mut u8, n * std::mem::size_of::<T>());
+            std::ptr::copy_nonoverlapping(
+                view.buf as *const u8,
+                out.as_mut_ptr() as *mut u8,
+                n * std::mem::size_of::<T>(),
+            );
             out.set_len(n);
         }
         Ok(Some(out))
@@ -126,7 +135,8 @@ pub fn copy_buffer<T: BufferElem>(ob: &Bound<'_, PyAny>, what: &str) -> PyResult
 }
 
 fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    py.import("numpy").map_err(|_| PyImportError::new_err("gomap's batch operations return NumPy arrays: pip install numpy"))
+    py.import("numpy")
+        .map_err(|_| PyImportError::new_err("gomap's batch operations return NumPy arrays: pip install numpy"))
 }
 
 /// A NumPy array holding `data`.
@@ -155,7 +165,11 @@ pub trait Batch: Sized + Send + Sync {
     fn array(py: Python<'_>, data: Vec<Self>) -> PyResult<Py<PyAny>>;
 }
 
-fn collect_seq<T>(ob: &Bound<'_, PyAny>, what: &str, one: impl Fn(&Bound<'_, PyAny>) -> PyResult<T>) -> PyResult<Vec<T>> {
+fn collect_seq<T>(
+    ob: &Bound<'_, PyAny>,
+    what: &str,
+    one: impl Fn(&Bound<'_, PyAny>) -> PyResult<T>,
+) -> PyResult<Vec<T>> {
     if ob.is_instance_of::<PyString>() || ob.is_instance_of::<PyBytes>() {
         return Err(PyTypeError::new_err(format!("{what} must be a buffer or a sequence, not a single str/bytes")));
     }
@@ -273,7 +287,12 @@ fn run<R: Send>(py: Python<'_>, detach: bool, f: impl FnOnce() -> R + Send) -> R
 }
 
 impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
-    pub fn get_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>, default: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    pub fn get_many(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        default: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         numpy(py)?;
         let ks = K::collect(keys, "keys")?;
         let default = default.map(V::from_py).transpose()?;

@@ -122,7 +122,12 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
         }
     }
 
-    pub fn setdefault(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    pub fn setdefault(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        default: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
         // Go has no setdefault; this is `v, ok := m[k]; if !ok { m[k] = d }`.
         if let Some(v) = self.get(py, key)? {
             return Ok(v);
@@ -312,7 +317,10 @@ impl ExternalDraws for PyDraws {
                 let _ = PyErr::warn(
                     py,
                     &PyRuntimeWarning::type_object(py),
-                    &std::ffi::CString::new(format!("gomap.Map rand source {why}; continuing with the map's own generator")).unwrap(),
+                    &std::ffi::CString::new(format!(
+                        "gomap.Map rand source {why}; continuing with the map's own generator"
+                    ))
+                    .unwrap(),
                     1,
                 );
                 None
@@ -320,7 +328,10 @@ impl ExternalDraws for PyDraws {
             match got {
                 Ok(Some(v)) => match v.extract::<u64>() {
                     Ok(x) => Some(x),
-                    Err(_) => bad(format!("gave {}, not an int in [0, 2**64)", v.repr().map(|r| r.to_string()).unwrap_or_default())),
+                    Err(_) => bad(format!(
+                        "gave {}, not an int in [0, 2**64)",
+                        v.repr().map(|r| r.to_string()).unwrap_or_default()
+                    )),
                 },
                 Ok(None) => None,
                 Err(e) => bad(format!("raised {e}")),
@@ -351,7 +362,10 @@ fn kind_name(py: Python<'_>, ob: &Bound<'_, PyAny>, values: bool) -> PyResult<&'
     } else if let Ok(s) = ob.cast::<PyString>() {
         s.to_str()?.to_owned()
     } else {
-        return Err(PyTypeError::new_err(format!("{what} kind must be a str or a type, not {}", ob.get_type().name()?)));
+        return Err(PyTypeError::new_err(format!(
+            "{what} kind must be a str or a type, not {}",
+            ob.get_type().name()?
+        )));
     };
     allowed.iter().copied().find(|k| *k == name).ok_or_else(|| {
         PyValueError::new_err(format!("unknown {what} kind {name:?}; expected one of {}", allowed.join(", ")))
@@ -412,10 +426,16 @@ impl Map {
                 let mut out = [0u64; 4];
                 for (o, w) in out.iter_mut().zip(&words) {
                     if !w.is_instance_of::<PyInt>() {
-                        return Err(PyTypeError::new_err(format!("hashkey words must be ints, not {}", w.get_type().name()?)));
+                        return Err(PyTypeError::new_err(format!(
+                            "hashkey words must be ints, not {}",
+                            w.get_type().name()?
+                        )));
                     }
                     *o = w.extract::<u64>().map_err(|_| {
-                        PyValueError::new_err(format!("hashkey word {} is not in [0, 2**64)", w.repr().map(|r| r.to_string()).unwrap_or_default()))
+                        PyValueError::new_err(format!(
+                            "hashkey word {} is not in [0, 2**64)",
+                            w.repr().map(|r| r.to_string()).unwrap_or_default()
+                        ))
                     })?;
                 }
                 out
@@ -424,13 +444,18 @@ impl Map {
         let external: Option<Box<dyn ExternalDraws>> = match rand {
             None => None,
             Some(r) if r.is_none() => None,
-            Some(r) if r.is_callable() && !r.hasattr("__next__")? => Some(Box::new(PyDraws { source: r.clone().unbind(), callable: true })),
+            Some(r) if r.is_callable() && !r.hasattr("__next__")? => {
+                Some(Box::new(PyDraws { source: r.clone().unbind(), callable: true }))
+            }
             Some(r) => {
-                let it = r.try_iter().map_err(|_| PyTypeError::new_err("rand must be an iterable or a zero-argument callable of ints"))?;
+                let it = r.try_iter().map_err(|_| {
+                    PyTypeError::new_err("rand must be an iterable or a zero-argument callable of ints")
+                })?;
                 Some(Box::new(PyDraws { source: it.into_any().unbind(), callable: false }))
             }
         };
-        let inner = AnyMap::new(key_kind, value_kind, hint, hashkey, FastRand::from_os(external)).expect("kinds validated above");
+        let inner = AnyMap::new(key_kind, value_kind, hint, hashkey, FastRand::from_os(external))
+            .expect("kinds validated above");
         Ok(Map { inner, key_kind, value_kind })
     }
 
@@ -501,7 +526,10 @@ impl Map {
     #[pyo3(signature = (key, default = None))]
     fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
         let found = match dispatch!(&self.inner, m => m.get(py, key)) {
-            Err(e) if self.key_kind != "object" && (e.is_instance_of::<PyTypeError>(py) || e.is_instance_of::<PyOverflowError>(py)) => {
+            Err(e)
+                if self.key_kind != "object"
+                    && (e.is_instance_of::<PyTypeError>(py) || e.is_instance_of::<PyOverflowError>(py)) =>
+            {
                 None
             }
             r => r?,
@@ -526,14 +554,24 @@ impl Map {
     }
 
     #[pyo3(signature = (key, default = None))]
-    fn setdefault(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn setdefault(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        default: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let none = py.None().into_bound(py);
         let d = default.unwrap_or(&none);
         dispatch!(&self.inner, m => m.setdefault(py, key, d))
     }
 
     #[pyo3(signature = (other = None, **kwargs))]
-    fn update(&self, py: Python<'_>, other: Option<&Bound<'_, PyAny>>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+    fn update(
+        &self,
+        py: Python<'_>,
+        other: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
         if let Some(o) = other {
             if let Ok(d) = o.cast::<PyDict>() {
                 for (k, v) in d.iter() {
@@ -550,7 +588,11 @@ impl Map {
                     let pair = pair?;
                     let items: Vec<Bound<'_, PyAny>> = pair
                         .try_iter()
-                        .map_err(|_| PyTypeError::new_err(format!("cannot convert map update sequence element #{i} to a sequence")))?
+                        .map_err(|_| {
+                            PyTypeError::new_err(format!(
+                                "cannot convert map update sequence element #{i} to a sequence"
+                            ))
+                        })?
                         .collect::<PyResult<_>>()?;
                     if items.len() != 2 {
                         return Err(PyValueError::new_err(format!(
@@ -598,7 +640,12 @@ impl Map {
     /// sequence with the GIL released; a NumPy array of values. A missing key is
     /// `KeyError` unless `default` is given.
     #[pyo3(signature = (keys, default = None))]
-    fn get_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>, default: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn get_many(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        default: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         dispatch!(&self.inner, m => m.get_many(py, keys, default))
     }
 
@@ -716,7 +763,16 @@ impl Map {
         let rebuild = py.import("gomap._core")?.getattr("_rebuild")?;
         let args = (me.key_kind, me.value_kind, hk, hash0, items.len()).into_pyobject(py)?;
         let items = PyList::new(py, items.iter().map(|(k, v)| (k.clone_ref(py), v.clone_ref(py))))?;
-        PyTuple::new(py, [rebuild.into_any(), args.into_any(), py.None().into_bound(py), py.None().into_bound(py), items.try_iter()?.into_any()])
+        PyTuple::new(
+            py,
+            [
+                rebuild.into_any(),
+                args.into_any(),
+                py.None().into_bound(py),
+                py.None().into_bound(py),
+                items.try_iter()?.into_any(),
+            ],
+        )
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

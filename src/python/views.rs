@@ -89,24 +89,34 @@ macro_rules! set_view {
     };
 }
 
-set_view!(KeysView, "map_keys", IterMode::Keys, fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-    self.map.bind(py).call_method1("__contains__", (key,))?.extract()
-});
+set_view!(
+    KeysView,
+    "map_keys",
+    IterMode::Keys,
+    fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.map.bind(py).call_method1("__contains__", (key,))?.extract()
+    }
+);
 
-set_view!(ItemsView, "map_items", IterMode::Items, fn __contains__(&self, py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let Ok(pair) = item.cast::<PyTuple>() else { return Ok(false) };
-    if pair.len() != 2 {
-        return Ok(false);
+set_view!(
+    ItemsView,
+    "map_items",
+    IterMode::Items,
+    fn __contains__(&self, py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(pair) = item.cast::<PyTuple>() else { return Ok(false) };
+        if pair.len() != 2 {
+            return Ok(false);
+        }
+        let (k, v) = (pair.get_item(0)?, pair.get_item(1)?);
+        let map = self.map.bind(py);
+        let missing = PyTuple::empty(py);
+        let got = map.call_method1("get", (&k, &missing))?;
+        if got.is(&missing) {
+            return Ok(false);
+        }
+        got.eq(&v)
     }
-    let (k, v) = (pair.get_item(0)?, pair.get_item(1)?);
-    let map = self.map.bind(py);
-    let missing = PyTuple::empty(py);
-    let got = map.call_method1("get", (&k, &missing))?;
-    if got.is(&missing) {
-        return Ok(false);
-    }
-    got.eq(&v)
-});
+);
 
 #[pyclass(module = "gomap._core", name = "map_values", frozen)]
 pub struct ValuesView {
@@ -132,7 +142,8 @@ impl ValuesView {
     }
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let it = Bound::new(py, self.__iter__(py)?)?;
-        let items: Vec<String> = it.try_iter()?.map(|x| x.and_then(|x| Ok(x.repr()?.to_string()))).collect::<PyResult<_>>()?;
+        let items: Vec<String> =
+            it.try_iter()?.map(|x| x.and_then(|x| Ok(x.repr()?.to_string()))).collect::<PyResult<_>>()?;
         Ok(format!("map_values([{}])", items.join(", ")))
     }
 }
