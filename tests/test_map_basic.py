@@ -1172,3 +1172,18 @@ def test_isinstance_mutable_mapping_mixins_work():
     assert collections.abc.MutableMapping.get(m, 1) == 2
     assert dict(m) == {1: 2}
     assert list(reversed(sorted(m))) == [1]
+
+
+@pytest.mark.parametrize("kk", KEY_KINDS)
+def test_keyerror_carries_the_key(kk):
+    """Like dict: KeyError(key), with the key as the single argument."""
+    m = gomap.Map(kk, "int64")
+    present, missing = sample_keys(kk, 2, seed=8)
+    m[present] = 1
+    for op in (lambda: m[missing], lambda: m.__delitem__(missing), lambda: m.pop(missing)):
+        with pytest.raises(KeyError) as ei:
+            op()
+        assert ei.value.args == (missing,)
+    m.clear()
+    with pytest.raises(KeyError):
+        m.popitem()

@@ -457,8 +457,6 @@ def test_iteration_does_not_change_map():
     while not m.snapshot()["growing"]:
         m[b"g%d" % i] = i
         i += 1
-    s = m.snapshot()
-    flags = s["flags"]
     it = iter(m.items())
     s = m.snapshot()
     assert s["flags"] & 3 == 3

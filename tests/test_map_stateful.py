@@ -343,7 +343,6 @@ def make_machine(kk: str, vk: str):
             @rule()
             def lookup_nan(self):
                 n = self.total()
-                before = self.m.snapshot()
                 assert math.nan not in self.m
                 assert self.m.get(math.nan, 7) == 7
                 self.expect_draws(2 if n else 0)
