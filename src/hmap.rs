@@ -270,6 +270,22 @@ impl<K, V> Table<K, V> {
         self.slab[i].get()
     }
 
+    /// Allocates one overflow bucket (Go's `newobject(t.bucket)`), owned by this
+    /// table. The pointer is taken after the box is stored: moving a `Box`
+    /// invalidates pointers derived from it earlier (found by Miri).
+    ///
+    /// # Safety
+    /// The caller has exclusive access to the table (write claim, or a table
+    /// nobody else can see yet).
+    unsafe fn alloc_overflow(&self) -> *mut Bucket<K, V> {
+        // SAFETY: all-zero is a valid empty bucket (see make_bucket_array).
+        let bx: Box<UnsafeCell<Bucket<K, V>>> = unsafe { Box::new_zeroed().assume_init() };
+        // SAFETY: exclusive access per the contract.
+        let extra = unsafe { &mut *self.extra.get() };
+        extra.push(bx);
+        extra.last().unwrap().get()
+    }
+
     pub fn nbase(&self) -> usize {
         self.nbase
     }
@@ -485,12 +501,8 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             self.next_overflow += 1;
             o
         } else {
-            // SAFETY: all-zero is a valid empty bucket (see make_bucket_array).
-            let bx: Box<UnsafeCell<Bucket<K, V>>> = unsafe { Box::new_zeroed().assume_init() };
-            let o = bx.get();
             // SAFETY: write guard held: nobody else touches `extra`.
-            unsafe { (*t.extra.get()).push(bx) };
-            o
+            unsafe { t.alloc_overflow() }
         };
         if go_draw {
             self.incrnoverflow();
@@ -1262,10 +1274,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                             next += 1;
                             nt.bucket(next - 1)
                         } else {
-                            let bx: Box<UnsafeCell<Bucket<K, V>>> = Box::new_zeroed().assume_init();
-                            let o = bx.get();
-                            (*nt.extra.get()).push(bx);
-                            o
+                            nt.alloc_overflow()
                         };
                         (*dst).overflow = o;
                         dst = o;
