@@ -38,3 +38,8 @@ bench:  ## run every benchmark and write BENCHMARKS.md (+ benches/get_hit.png); 
 	$(PY) benches/run_all.py --criterion
 
 .PHONY: bench
+
+miri:  ## run the small owned-key engine test under Miri (needs nightly with the miri component)
+	MIRIFLAGS=-Zmiri-disable-isolation cargo +nightly miri test --test rust_core -- miri_smoke
+
+.PHONY: miri
