@@ -18,8 +18,13 @@ test: go  ## the whole suite: Rust, then Python
 	cargo test --release
 	$(PY) -m pytest
 
-test-portable:  ## Rust tests and a cross-check with the portable (SWAR) tophash group forced
+test-portable:  ## Rust tests with the portable (SWAR) tophash group forced
 	cargo test --release --features portable-group
+
+crosscheck-portable: go  ## install gomap built with the portable group (replaces the install) and cross-check it
+	MATURIN_PEP517_ARGS="--features portable-group" $(PY) -m pip install .
+	$(PY) -c "import gomap; assert gomap.build_info()[0] == 'generic', gomap.build_info()"
+	$(PY) -m gomap crosscheck --traces 210
 
 stubtest:  ## check python/gomap/_core.pyi against the compiled module
 	$(PY) -m mypy.stubtest gomap._core
@@ -27,7 +32,7 @@ stubtest:  ## check python/gomap/_core.pyi against the compiled module
 fmt:  ## format the Rust code
 	cargo fmt --all
 
-.PHONY: help go dev crosscheck test test-portable stubtest fmt
+.PHONY: help go dev crosscheck test test-portable crosscheck-portable stubtest fmt
 
 check-freethreaded:  ## compile-check the extension for free-threaded CPython 3.14t
 	CARGO_TARGET_DIR=target/ft PYO3_CROSS=1 PYO3_CROSS_PYTHON_VERSION=3.14t cargo check --lib --features extension-module
