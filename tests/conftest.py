@@ -20,6 +20,7 @@ import os
 import random
 import struct
 import sys
+import threading
 from collections import Counter
 
 import pytest
@@ -659,3 +660,41 @@ def gomap():
     import gomap as g
 
     return g
+
+
+# --- shared by the thread tests ----------------------------------------------
+
+N_THREADS = 8
+
+
+@pytest.fixture
+def tiny_switch_interval():
+    """Switch threads as often as CPython allows, to widen race windows."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+def run_threads(target, n=N_THREADS):
+    """Runs target(i) in n threads released together; returns their results and
+    re-raises the first exception."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+    errors = []
+
+    def body(i):
+        try:
+            barrier.wait()
+            results[i] = target(i)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results

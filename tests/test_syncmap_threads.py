@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib.util
 import random
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import N_THREADS, run_threads
 
 try:
     from gomap import syncmap as _syncmap
@@ -27,39 +27,7 @@ except ImportError:  # the Rust core is not built: load the pure-Python module
     _spec.loader.exec_module(_syncmap)
 SyncMap = _syncmap.SyncMap
 
-N_THREADS = 8
-
-
-@pytest.fixture(autouse=True)
-def tiny_switch_interval():
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
-
-
-def run_threads(target, n=N_THREADS):
-    """Run target(i) in n threads released together; return their results,
-    re-raising the first exception."""
-    barrier = threading.Barrier(n)
-    results = [None] * n
-    errors = []
-
-    def body(i):
-        try:
-            barrier.wait()
-            results[i] = target(i)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
+pytestmark = pytest.mark.usefixtures("tiny_switch_interval")
 
 
 def check_invariants(m):

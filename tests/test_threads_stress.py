@@ -21,43 +21,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 import gomap
 import numpy as np
 import pytest
-from conftest import check_snapshot
+from conftest import N_THREADS, check_snapshot, run_threads
 from gomap.sharded import ShardedMap
 
 ConcurrentMapError = gomap.ConcurrentMapError
-N_THREADS = 8
-
-
-@pytest.fixture(autouse=True)
-def tiny_switch_interval():
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
-
-
-def run_threads(target, n=N_THREADS):
-    """Runs target(i) in n threads released together; returns their results and
-    re-raises the first exception."""
-    barrier = threading.Barrier(n)
-    results = [None] * n
-    errors = []
-
-    def body(i):
-        try:
-            barrier.wait()
-            results[i] = target(i)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
+pytestmark = pytest.mark.usefixtures("tiny_switch_interval")
 
 
 # ---------------------------------------------------------------------------
