@@ -387,6 +387,23 @@ pub struct Map {
     value_kind: &'static str,
 }
 
+impl Map {
+    /// A lookup with a key of the wrong type or range for a typed map finds
+    /// nothing, as a `str` is simply not in a `dict` of ints; an `object` map
+    /// keeps the error (an unhashable key is `TypeError`, as for `dict`).
+    fn absent_if_wrong_kind<T>(&self, py: Python<'_>, r: PyResult<Option<T>>) -> PyResult<Option<T>> {
+        match r {
+            Err(e)
+                if self.key_kind != "object"
+                    && (e.is_instance_of::<PyTypeError>(py) || e.is_instance_of::<PyOverflowError>(py)) =>
+            {
+                Ok(None)
+            }
+            r => r,
+        }
+    }
+}
+
 #[pymethods]
 impl Map {
     #[new]
@@ -502,38 +519,19 @@ impl Map {
     }
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        // `x in m` for a key of the wrong type is False, as for dict (a str is
-        // simply not in an int64 map); range errors likewise.
-        match dispatch!(&self.inner, m => m.contains(key)) {
-            Err(e) if e.is_instance_of::<PyTypeError>(key.py()) || e.is_instance_of::<PyOverflowError>(key.py()) => {
-                if self.key_kind == "object" {
-                    Err(e) // unhashable: TypeError, as dict
-                } else {
-                    Ok(false)
-                }
-            }
-            r => r,
-        }
+        let found = self.absent_if_wrong_kind(key.py(), dispatch!(&self.inner, m => m.contains(key).map(Some)))?;
+        Ok(found.unwrap_or(false))
     }
 
     /// Go's `delete(m, k)`: no error when the key is missing.
     fn delete(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
-        let removed = dispatch!(&self.inner, m => m.delete(key).map(|e| e.is_some()))?;
-        let _ = removed;
-        Ok(())
+        // The removed entry is dropped here, after the write claim is released.
+        dispatch!(&self.inner, m => m.delete(key).map(drop))
     }
 
     #[pyo3(signature = (key, default = None))]
     fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        let found = match dispatch!(&self.inner, m => m.get(py, key)) {
-            Err(e)
-                if self.key_kind != "object"
-                    && (e.is_instance_of::<PyTypeError>(py) || e.is_instance_of::<PyOverflowError>(py)) =>
-            {
-                None
-            }
-            r => r?,
-        };
+        let found = self.absent_if_wrong_kind(py, dispatch!(&self.inner, m => m.get(py, key)))?;
         Ok(found.unwrap_or_else(|| default.unwrap_or_else(|| py.None())))
     }
 
@@ -566,12 +564,7 @@ impl Map {
     }
 
     #[pyo3(signature = (other = None, **kwargs))]
-    fn update(
-        &self,
-        py: Python<'_>,
-        other: Option<&Bound<'_, PyAny>>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<()> {
+    fn update(&self, other: Option<&Bound<'_, PyAny>>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
         if let Some(o) = other {
             if let Ok(d) = o.cast::<PyDict>() {
                 for (k, v) in d.iter() {
@@ -609,7 +602,6 @@ impl Map {
                 self.__setitem__(&k, &v)?;
             }
         }
-        let _ = py;
         Ok(())
     }
 
@@ -625,7 +617,7 @@ impl Map {
             let h = m.copy(py)?;
             let shared = Shared::new(h);
             shared.flags.set(m.flags.go_flags() as u32 & crate::flags::SAME_SIZE_GROW);
-            wrap(shared)
+            AnyMap::from(shared)
         });
         Ok(Map { inner, key_kind: self.key_kind, value_kind: self.value_kind })
     }
@@ -782,14 +774,6 @@ impl Map {
     fn __clear__(&self) {
         dispatch!(&self.inner, m => m.gc_clear())
     }
-}
-
-/// Wraps a typed map back into the enum (for `copy`).
-fn wrap<K: PyKey, V: PyVal>(shared: Shared<K, V>) -> AnyMap
-where
-    AnyMap: From<Shared<K, V>>,
-{
-    AnyMap::from(shared)
 }
 
 /// Unpickling: an empty map with the same kinds, hashkey and hash0, sized for
