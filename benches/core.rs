@@ -143,53 +143,38 @@ impl<K: Key> Map<K> for Core<K> {
     }
 }
 
-struct Brown<K>(hashbrown::HashMap<K, i64>);
+/// The competitors: both have the same HashMap API, so one wrapper serves both.
+macro_rules! hashmap_wrapper {
+    ($name:ident, $label:literal, $map:ident) => {
+        struct $name<K>($map<K, i64>);
 
-impl<K: Key> Map<K> for Brown<K> {
-    const NAME: &'static str = "hashbrown";
-    fn new() -> Self {
-        Brown(hashbrown::HashMap::new())
-    }
-    #[inline]
-    fn insert(&mut self, k: K, v: i64) {
-        self.0.insert(k, v);
-    }
-    #[inline]
-    fn get(&self, k: &K) -> Option<i64> {
-        self.0.get(k).copied()
-    }
-    #[inline]
-    fn remove(&mut self, k: &K) {
-        self.0.remove(k);
-    }
-    fn fold(&self) -> i64 {
-        self.0.iter().fold(0i64, |s, (k, v)| s.wrapping_add(k.mix() ^ *v))
-    }
+        impl<K: Key> Map<K> for $name<K> {
+            const NAME: &'static str = $label;
+            fn new() -> Self {
+                $name($map::new())
+            }
+            #[inline]
+            fn insert(&mut self, k: K, v: i64) {
+                self.0.insert(k, v);
+            }
+            #[inline]
+            fn get(&self, k: &K) -> Option<i64> {
+                self.0.get(k).copied()
+            }
+            #[inline]
+            fn remove(&mut self, k: &K) {
+                self.0.remove(k);
+            }
+            fn fold(&self) -> i64 {
+                self.0.iter().fold(0i64, |s, (k, v)| s.wrapping_add(k.mix() ^ *v))
+            }
+        }
+    };
 }
 
-struct Std<K>(StdMap<K, i64>);
-
-impl<K: Key> Map<K> for Std<K> {
-    const NAME: &'static str = "std";
-    fn new() -> Self {
-        Std(StdMap::new())
-    }
-    #[inline]
-    fn insert(&mut self, k: K, v: i64) {
-        self.0.insert(k, v);
-    }
-    #[inline]
-    fn get(&self, k: &K) -> Option<i64> {
-        self.0.get(k).copied()
-    }
-    #[inline]
-    fn remove(&mut self, k: &K) {
-        self.0.remove(k);
-    }
-    fn fold(&self) -> i64 {
-        self.0.iter().fold(0i64, |s, (k, v)| s.wrapping_add(k.mix() ^ *v))
-    }
-}
+use hashbrown::HashMap as BrownMap;
+hashmap_wrapper!(Brown, "hashbrown", BrownMap);
+hashmap_wrapper!(Std, "std", StdMap);
 
 // ---------------------------------------------------------------- timed passes
 // Each returns the time of one pass over all the keys (setup and drop untimed).
