@@ -1,142 +1,114 @@
-use super::convert::ObjKey;
+//! The key kind × value kind table, said once.
+//!
+//! Every engine the Python layer exposes (`Map`'s [`Shared`], and any other typed
+//! engine) is monomorphised per key kind × value kind, and the Python class holds
+//! an enum with one variant per pair. [`with_kinds!`] is the only list of those
+//! pairs; [`engine_enum!`] declares such an enum (and `From` for each variant),
+//! [`dispatch!`] runs code on whichever variant is there, and [`construct!`] picks
+//! the variant from the kind names. Adding a kind means adding one line to
+//! `with_kinds!`.
+
 use super::map::Shared;
-use crate::hmap::HMap;
-use crate::rand::FastRand;
-use pyo3::prelude::*;
 
-// One variant per key kind × value kind, and the `dispatch!` macro over them.
-// Adding a kind means adding its variants here, its arm in `dispatch!` and its name in `AnyMap::new`.
-
-/// The map, for every key kind × value kind.
-pub enum AnyMap {
-    I64I64(Shared<i64, i64>),
-    I64F64(Shared<i64, f64>),
-    I64Obj(Shared<i64, Py<PyAny>>),
-    I32I64(Shared<i32, i64>),
-    I32F64(Shared<i32, f64>),
-    I32Obj(Shared<i32, Py<PyAny>>),
-    U64I64(Shared<u64, i64>),
-    U64F64(Shared<u64, f64>),
-    U64Obj(Shared<u64, Py<PyAny>>),
-    U32I64(Shared<u32, i64>),
-    U32F64(Shared<u32, f64>),
-    U32Obj(Shared<u32, Py<PyAny>>),
-    F64I64(Shared<f64, i64>),
-    F64F64(Shared<f64, f64>),
-    F64Obj(Shared<f64, Py<PyAny>>),
-    F32I64(Shared<f32, i64>),
-    F32F64(Shared<f32, f64>),
-    F32Obj(Shared<f32, Py<PyAny>>),
-    StrI64(Shared<Box<str>, i64>),
-    StrF64(Shared<Box<str>, f64>),
-    StrObj(Shared<Box<str>, Py<PyAny>>),
-    BytesI64(Shared<Box<[u8]>, i64>),
-    BytesF64(Shared<Box<[u8]>, f64>),
-    BytesObj(Shared<Box<[u8]>, Py<PyAny>>),
-    ObjI64(Shared<ObjKey, i64>),
-    ObjF64(Shared<ObjKey, f64>),
-    ObjObj(Shared<ObjKey, Py<PyAny>>),
-}
-
-impl AnyMap {
-    pub fn new(key: &str, value: &str, hint: usize, hashkey: [u64; 4], rand: FastRand) -> Option<AnyMap> {
-        Some(match (key, value) {
-            ("int64", "int64") => AnyMap::I64I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("int64", "float64") => AnyMap::I64F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("int64", "object") => AnyMap::I64Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("int32", "int64") => AnyMap::I32I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("int32", "float64") => AnyMap::I32F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("int32", "object") => AnyMap::I32Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint64", "int64") => AnyMap::U64I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint64", "float64") => AnyMap::U64F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint64", "object") => AnyMap::U64Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint32", "int64") => AnyMap::U32I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint32", "float64") => AnyMap::U32F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint32", "object") => AnyMap::U32Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float64", "int64") => AnyMap::F64I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float64", "float64") => AnyMap::F64F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float64", "object") => AnyMap::F64Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float32", "int64") => AnyMap::F32I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float32", "float64") => AnyMap::F32F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float32", "object") => AnyMap::F32Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("string", "int64") => AnyMap::StrI64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("string", "float64") => AnyMap::StrF64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("string", "object") => AnyMap::StrObj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("bytes", "int64") => AnyMap::BytesI64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("bytes", "float64") => AnyMap::BytesF64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("bytes", "object") => AnyMap::BytesObj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("object", "int64") => AnyMap::ObjI64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("object", "float64") => AnyMap::ObjF64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("object", "object") => AnyMap::ObjObj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            _ => return None,
-        })
-    }
-}
-
-/// Runs `$body` with `$m` bound to the typed map, monomorphised per kind.
-macro_rules! dispatch {
-    ($inner:expr, $m:ident => $body:expr) => {
-        match $inner {
-            $crate::python::anymap::AnyMap::I64I64($m) => $body,
-            $crate::python::anymap::AnyMap::I64F64($m) => $body,
-            $crate::python::anymap::AnyMap::I64Obj($m) => $body,
-            $crate::python::anymap::AnyMap::I32I64($m) => $body,
-            $crate::python::anymap::AnyMap::I32F64($m) => $body,
-            $crate::python::anymap::AnyMap::I32Obj($m) => $body,
-            $crate::python::anymap::AnyMap::U64I64($m) => $body,
-            $crate::python::anymap::AnyMap::U64F64($m) => $body,
-            $crate::python::anymap::AnyMap::U64Obj($m) => $body,
-            $crate::python::anymap::AnyMap::U32I64($m) => $body,
-            $crate::python::anymap::AnyMap::U32F64($m) => $body,
-            $crate::python::anymap::AnyMap::U32Obj($m) => $body,
-            $crate::python::anymap::AnyMap::F64I64($m) => $body,
-            $crate::python::anymap::AnyMap::F64F64($m) => $body,
-            $crate::python::anymap::AnyMap::F64Obj($m) => $body,
-            $crate::python::anymap::AnyMap::F32I64($m) => $body,
-            $crate::python::anymap::AnyMap::F32F64($m) => $body,
-            $crate::python::anymap::AnyMap::F32Obj($m) => $body,
-            $crate::python::anymap::AnyMap::StrI64($m) => $body,
-            $crate::python::anymap::AnyMap::StrF64($m) => $body,
-            $crate::python::anymap::AnyMap::StrObj($m) => $body,
-            $crate::python::anymap::AnyMap::BytesI64($m) => $body,
-            $crate::python::anymap::AnyMap::BytesF64($m) => $body,
-            $crate::python::anymap::AnyMap::BytesObj($m) => $body,
-            $crate::python::anymap::AnyMap::ObjI64($m) => $body,
-            $crate::python::anymap::AnyMap::ObjF64($m) => $body,
-            $crate::python::anymap::AnyMap::ObjObj($m) => $body,
+/// Calls `$callback! { { $args } Variant KeyType, ValueType, "key", "value"; ... }`
+/// with the whole table.
+macro_rules! with_kinds {
+    ($callback:ident ! { $($args:tt)* }) => {
+        $crate::python::anymap::$callback! { { $($args)* }
+            I64I64 i64, i64, "int64", "int64";
+            I64F64 i64, f64, "int64", "float64";
+            I64Obj i64, ::pyo3::Py<::pyo3::PyAny>, "int64", "object";
+            I32I64 i32, i64, "int32", "int64";
+            I32F64 i32, f64, "int32", "float64";
+            I32Obj i32, ::pyo3::Py<::pyo3::PyAny>, "int32", "object";
+            U64I64 u64, i64, "uint64", "int64";
+            U64F64 u64, f64, "uint64", "float64";
+            U64Obj u64, ::pyo3::Py<::pyo3::PyAny>, "uint64", "object";
+            U32I64 u32, i64, "uint32", "int64";
+            U32F64 u32, f64, "uint32", "float64";
+            U32Obj u32, ::pyo3::Py<::pyo3::PyAny>, "uint32", "object";
+            F64I64 f64, i64, "float64", "int64";
+            F64F64 f64, f64, "float64", "float64";
+            F64Obj f64, ::pyo3::Py<::pyo3::PyAny>, "float64", "object";
+            F32I64 f32, i64, "float32", "int64";
+            F32F64 f32, f64, "float32", "float64";
+            F32Obj f32, ::pyo3::Py<::pyo3::PyAny>, "float32", "object";
+            StrI64 Box<str>, i64, "string", "int64";
+            StrF64 Box<str>, f64, "string", "float64";
+            StrObj Box<str>, ::pyo3::Py<::pyo3::PyAny>, "string", "object";
+            BytesI64 Box<[u8]>, i64, "bytes", "int64";
+            BytesF64 Box<[u8]>, f64, "bytes", "float64";
+            BytesObj Box<[u8]>, ::pyo3::Py<::pyo3::PyAny>, "bytes", "object";
+            ObjI64 $crate::python::convert::ObjKey, i64, "object", "int64";
+            ObjF64 $crate::python::convert::ObjKey, f64, "object", "float64";
+            ObjObj $crate::python::convert::ObjKey, ::pyo3::Py<::pyo3::PyAny>, "object", "object";
         }
     };
 }
-pub(crate) use dispatch;
+pub(crate) use with_kinds;
 
-/// Wraps a typed map into the enum.
-macro_rules! impl_from { ($($v:ident: $k:ty, $e:ty;)*) => { $(impl From<Shared<$k, $e>> for AnyMap { fn from(s: Shared<$k, $e>) -> AnyMap { AnyMap::$v(s) } })* }; }
-impl_from! {
-    I64I64: i64, i64;
-    I64F64: i64, f64;
-    I64Obj: i64, Py<PyAny>;
-    I32I64: i32, i64;
-    I32F64: i32, f64;
-    I32Obj: i32, Py<PyAny>;
-    U64I64: u64, i64;
-    U64F64: u64, f64;
-    U64Obj: u64, Py<PyAny>;
-    U32I64: u32, i64;
-    U32F64: u32, f64;
-    U32Obj: u32, Py<PyAny>;
-    F64I64: f64, i64;
-    F64F64: f64, f64;
-    F64Obj: f64, Py<PyAny>;
-    F32I64: f32, i64;
-    F32F64: f32, f64;
-    F32Obj: f32, Py<PyAny>;
-    StrI64: Box<str>, i64;
-    StrF64: Box<str>, f64;
-    StrObj: Box<str>, Py<PyAny>;
-    BytesI64: Box<[u8]>, i64;
-    BytesF64: Box<[u8]>, f64;
-    BytesObj: Box<[u8]>, Py<PyAny>;
-    ObjI64: ObjKey, i64;
-    ObjF64: ObjKey, f64;
-    ObjObj: ObjKey, Py<PyAny>;
+/// `engine_enum!(pub enum Name, Engine)`: an enum with one `Engine<K, V>` variant
+/// per pair of the table, and `From<Engine<K, V>>` for each.
+macro_rules! engine_enum {
+    ($vis:vis enum $name:ident, $engine:ident) => {
+        $crate::python::anymap::with_kinds! { engine_enum_impl! { $vis $name $engine } }
+    };
 }
+macro_rules! engine_enum_impl {
+    ({ $vis:vis $name:ident $engine:ident } $($v:ident $k:ty, $e:ty, $kn:literal, $en:literal;)*) => {
+        /// One typed engine, for every key kind × value kind.
+        $vis enum $name {
+            $($v($engine<$k, $e>),)*
+        }
+        $(impl From<$engine<$k, $e>> for $name {
+            fn from(x: $engine<$k, $e>) -> $name {
+                $name::$v(x)
+            }
+        })*
+    };
+}
+#[allow(unused_imports)] // used by the engines of other modules
+pub(crate) use {engine_enum, engine_enum_impl};
+
+/// `dispatch!(Enum, value, m => body)`: runs `body` with `m` bound to the typed
+/// engine inside `value`, monomorphised per kind.
+macro_rules! dispatch {
+    ($name:ident, $inner:expr, $m:ident => $body:expr) => {
+        $crate::python::anymap::with_kinds! { dispatch_impl! { $name, $inner, $m, $body } }
+    };
+}
+macro_rules! dispatch_impl {
+    ({ $name:ident, $inner:expr, $m:ident, $body:expr } $($v:ident $k:ty, $e:ty, $kn:literal, $en:literal;)*) => {
+        match $inner {
+            $($name::$v($m) => $body,)*
+        }
+    };
+}
+pub(crate) use {dispatch, dispatch_impl};
+
+/// `construct!(Enum, key_kind, value_kind, <K, V> => expr)`: evaluates `expr`
+/// with the type names `K` and `V` bound to the kinds named by the two strings,
+/// and wraps it in the enum; `None` for an unknown pair.
+macro_rules! construct {
+    ($name:ident, $key:expr, $value:expr, <$K:ident, $V:ident> => $make:expr) => {
+        $crate::python::anymap::with_kinds! { construct_impl! { $name, $key, $value, $K, $V, $make } }
+    };
+}
+macro_rules! construct_impl {
+    ({ $name:ident, $key:expr, $value:expr, $K:ident, $V:ident, $make:expr }
+     $($v:ident $k:ty, $e:ty, $kn:literal, $en:literal;)*) => {
+        match ($key, $value) {
+            $(($kn, $en) => {
+                #[allow(dead_code)]
+                type $K = $k;
+                #[allow(dead_code)]
+                type $V = $e;
+                Some($name::$v($make))
+            })*
+            _ => None,
+        }
+    };
+}
+pub(crate) use {construct, construct_impl};
+
+engine_enum!(pub enum AnyMap, Shared);

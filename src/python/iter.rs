@@ -8,7 +8,7 @@
 //! steps, which Go's iterator supports, so `it = iter(m); del m[k]; next(it)`
 //! never produces `k`.
 
-use super::anymap::dispatch;
+use super::anymap::{dispatch, AnyMap};
 use super::convert::{PyKey, PyVal};
 use super::map::{Map, Shared};
 use super::ConcurrentMapError;
@@ -87,7 +87,8 @@ pub struct MapIter {
 impl MapIter {
     pub fn new(map: &Bound<'_, Map>, mode: IterMode) -> PyResult<MapIter> {
         let owner = map.clone().unbind();
-        let state: Box<dyn IterState> = dispatch!(&map.get().inner, m => Box::new(TypedIter::start(owner, m, mode)?));
+        let state: Box<dyn IterState> =
+            dispatch!(AnyMap, &map.get().inner, m => Box::new(TypedIter::start(owner, m, mode)?));
         Ok(MapIter { state: Mutex::new(state) })
     }
 }

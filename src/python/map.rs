@@ -9,7 +9,7 @@
 //! *after* the claim is released: dropping a Python object can run arbitrary
 //! code, which must find the map usable.
 
-use super::anymap::{dispatch, AnyMap};
+use super::anymap::{construct, dispatch, AnyMap};
 use super::convert::{PyKey, PyVal};
 use super::iter::{IterMode, MapIter};
 use super::views::{ItemsView, KeysView, ValuesView};
@@ -471,8 +471,10 @@ impl Map {
                 Some(Box::new(PyDraws { source: it.into_any().unbind(), callable: false }))
             }
         };
-        let inner = AnyMap::new(key_kind, value_kind, hint, hashkey, FastRand::from_os(external))
-            .expect("kinds validated above");
+        let rand = FastRand::from_os(external);
+        let inner =
+            construct!(AnyMap, key_kind, value_kind, <K, V> => Shared::new(HMap::<K, V>::makemap(hint, hashkey, rand)))
+                .expect("kinds validated above");
         Ok(Map { inner, key_kind, value_kind })
     }
 
@@ -490,27 +492,27 @@ impl Map {
     /// Go's `runtime.hashkey` this map hashes with.
     #[getter]
     fn hashkey(&self) -> PyResult<(u64, u64, u64, u64)> {
-        let h = dispatch!(&self.inner, m => m.hashkey())?;
+        let h = dispatch!(AnyMap, &self.inner, m => m.hashkey())?;
         Ok((h[0], h[1], h[2], h[3]))
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        dispatch!(&self.inner, m => m.len())
+        dispatch!(AnyMap, &self.inner, m => m.len())
     }
 
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        match dispatch!(&self.inner, m => m.get(py, key))? {
+        match dispatch!(AnyMap, &self.inner, m => m.get(py, key))? {
             Some(v) => Ok(v),
             None => Err(PyKeyError::new_err((key.clone().unbind(),))),
         }
     }
 
     fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        dispatch!(&self.inner, m => m.set(key, value))
+        dispatch!(AnyMap, &self.inner, m => m.set(key, value))
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
-        let found = dispatch!(&self.inner, m => m.delete(key).map(|e| e.is_some()))?;
+        let found = dispatch!(AnyMap, &self.inner, m => m.delete(key).map(|e| e.is_some()))?;
         if found {
             Ok(())
         } else {
@@ -519,19 +521,20 @@ impl Map {
     }
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let found = self.absent_if_wrong_kind(key.py(), dispatch!(&self.inner, m => m.contains(key).map(Some)))?;
+        let found =
+            self.absent_if_wrong_kind(key.py(), dispatch!(AnyMap, &self.inner, m => m.contains(key).map(Some)))?;
         Ok(found.unwrap_or(false))
     }
 
     /// Go's `delete(m, k)`: no error when the key is missing.
     fn delete(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
         // The removed entry is dropped here, after the write claim is released.
-        dispatch!(&self.inner, m => m.delete(key).map(drop))
+        dispatch!(AnyMap, &self.inner, m => m.delete(key).map(drop))
     }
 
     #[pyo3(signature = (key, default = None))]
     fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        let found = self.absent_if_wrong_kind(py, dispatch!(&self.inner, m => m.get(py, key)))?;
+        let found = self.absent_if_wrong_kind(py, dispatch!(AnyMap, &self.inner, m => m.get(py, key)))?;
         Ok(found.unwrap_or_else(|| default.unwrap_or_else(|| py.None())))
     }
 
@@ -540,7 +543,7 @@ impl Map {
         if default.len() > 1 {
             return Err(PyTypeError::new_err(format!("pop expected at most 2 arguments, got {}", default.len() + 1)));
         }
-        match dispatch!(&self.inner, m => m.pop(py, key))? {
+        match dispatch!(AnyMap, &self.inner, m => m.pop(py, key))? {
             Some(v) => Ok(v),
             None if default.len() == 1 => Ok(default.get_item(0)?.unbind()),
             None => Err(PyKeyError::new_err((key.clone().unbind(),))),
@@ -548,7 +551,8 @@ impl Map {
     }
 
     fn popitem(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-        dispatch!(&self.inner, m => m.popitem(py))?.ok_or_else(|| PyKeyError::new_err("popitem(): map is empty"))
+        dispatch!(AnyMap, &self.inner, m => m.popitem(py))?
+            .ok_or_else(|| PyKeyError::new_err("popitem(): map is empty"))
     }
 
     #[pyo3(signature = (key, default = None))]
@@ -560,7 +564,7 @@ impl Map {
     ) -> PyResult<Py<PyAny>> {
         let none = py.None().into_bound(py);
         let d = default.unwrap_or(&none);
-        dispatch!(&self.inner, m => m.setdefault(py, key, d))
+        dispatch!(AnyMap, &self.inner, m => m.setdefault(py, key, d))
     }
 
     #[pyo3(signature = (other = None, **kwargs))]
@@ -607,13 +611,13 @@ impl Map {
 
     /// Go's `clear(m)` (`mapclear`): keeps B and the bucket array, draws a new hash0.
     fn clear(&self) -> PyResult<()> {
-        dispatch!(&self.inner, m => m.clear())
+        dispatch!(AnyMap, &self.inner, m => m.clear())
     }
 
     /// A structural copy: same buckets, chains, growth state and hash0; it draws
     /// from its own generator, not from this map's `rand`.
     fn copy(&self, py: Python<'_>) -> PyResult<Map> {
-        let inner = dispatch!(&self.inner, m => {
+        let inner = dispatch!(AnyMap, &self.inner, m => {
             let h = m.copy(py)?;
             let shared = Shared::new(h);
             shared.flags.set(m.flags.go_flags() as u32 & crate::flags::SAME_SIZE_GROW);
@@ -625,7 +629,7 @@ impl Map {
     /// Returns memory after deletes (Go never does, golang/go#20135): rebuilds
     /// the table at the smallest B that holds the entries. Open iterators end.
     fn shrink(&self) -> PyResult<()> {
-        dispatch!(&self.inner, m => m.shrink())
+        dispatch!(AnyMap, &self.inner, m => m.shrink())
     }
 
     /// Looks up every key of a buffer (NumPy array, array.array, memoryview) or
@@ -638,22 +642,22 @@ impl Map {
         keys: &Bound<'_, PyAny>,
         default: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        dispatch!(&self.inner, m => m.get_many(py, keys, default))
+        dispatch!(AnyMap, &self.inner, m => m.get_many(py, keys, default))
     }
 
     /// A NumPy bool array: which keys are present.
     fn contains_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        dispatch!(&self.inner, m => m.contains_many(py, keys))
+        dispatch!(AnyMap, &self.inner, m => m.contains_many(py, keys))
     }
 
     /// Assigns keys[i] = values[i] for every i, in order, under one write claim.
     fn set_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>, values: &Bound<'_, PyAny>) -> PyResult<()> {
-        dispatch!(&self.inner, m => m.set_many(py, keys, values))
+        dispatch!(AnyMap, &self.inner, m => m.set_many(py, keys, values))
     }
 
     /// Go's delete for every key; a NumPy bool array: which keys were present.
     fn delete_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        dispatch!(&self.inner, m => m.delete_many(py, keys))
+        dispatch!(AnyMap, &self.inner, m => m.delete_many(py, keys))
     }
 
     fn __copy__(&self, py: Python<'_>) -> PyResult<Map> {
@@ -678,13 +682,13 @@ impl Map {
 
     /// The map's Go state: header fields and every bucket (see the fidelity spec).
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        dispatch!(&self.inner, m => m.snapshot(py))
+        dispatch!(AnyMap, &self.inner, m => m.snapshot(py))
     }
 
     /// Counts and memory: count, B, buckets, overflow_buckets, noverflow,
     /// load_factor, growing, same_size_grow, nevacuate, bytes (Go's layout).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        dispatch!(&self.inner, m => m.stats(py))
+        dispatch!(AnyMap, &self.inner, m => m.stats(py))
     }
 
     fn __richcmp__(&self, py: Python<'_>, other: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> PyResult<Py<PyAny>> {
@@ -698,7 +702,7 @@ impl Map {
         if !other.is_instance(&mapping)? {
             return Ok(py.NotImplemented());
         }
-        let items = dispatch!(&self.inner, m => m.items(py))?;
+        let items = dispatch!(AnyMap, &self.inner, m => m.items(py))?;
         let mut same = other.len()? == items.len();
         if same {
             let missing = PyTuple::empty(py); // a fresh sentinel nobody stores
@@ -733,7 +737,7 @@ impl Map {
             return Ok(format!("{head}{{...}}"));
         }
         let body = (|| -> PyResult<String> {
-            let items = dispatch!(&me.inner, m => m.items(py))?;
+            let items = dispatch!(AnyMap, &me.inner, m => m.items(py))?;
             let mut parts = Vec::with_capacity(items.len());
             for (k, v) in &items {
                 parts.push(format!("{}: {}", k.bind(py).repr()?, v.bind(py).repr()?));
@@ -749,8 +753,8 @@ impl Map {
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
         let me = slf.get();
-        let items = dispatch!(&me.inner, m => m.items(py))?;
-        let hash0 = dispatch!(&me.inner, m => m.hash0())?;
+        let items = dispatch!(AnyMap, &me.inner, m => m.items(py))?;
+        let hash0 = dispatch!(AnyMap, &me.inner, m => m.hash0())?;
         let hk = me.hashkey()?;
         let rebuild = py.import("gomap._core")?.getattr("_rebuild")?;
         let args = (me.key_kind, me.value_kind, hk, hash0, items.len()).into_pyobject(py)?;
@@ -768,11 +772,11 @@ impl Map {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        dispatch!(&self.inner, m => m.traverse(&visit))
+        dispatch!(AnyMap, &self.inner, m => m.traverse(&visit))
     }
 
     fn __clear__(&self) {
-        dispatch!(&self.inner, m => m.gc_clear())
+        dispatch!(AnyMap, &self.inner, m => m.gc_clear())
     }
 }
 
