@@ -1,9 +1,11 @@
 """Type stubs for gomap._core, the Rust extension (checked by mypy's stubtest)."""
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, final
+from typing import Any, TypeVar, final
 
 from typing_extensions import disjoint_base
+
+_M = TypeVar("_M", bound="Map")
 
 __all__ = [
     "ConcurrentMapError",
@@ -26,6 +28,7 @@ class Map:
         value: str | type | None = None,
         hint: int = 0,
         *,
+        items: Mapping[Any, Any] | Iterable[tuple[Any, Any]] | None = None,
         hashkey: Iterable[int] | None = None,
         rand: Iterable[int] | Callable[[], int] | None = None,
     ) -> Map: ...
@@ -60,6 +63,35 @@ class Map:
     def delete_many(self, keys: Any) -> Any: ...
     def snapshot(self) -> dict[str, Any]: ...
     def stats(self) -> dict[str, Any]: ...
+    def __or__(self, other: Mapping[Any, Any], /) -> Map: ...
+    def __ror__(self, other: Mapping[Any, Any], /) -> Map: ...
+    def __ior__(self, other: Mapping[Any, Any] | Iterable[tuple[Any, Any]], /) -> Map: ...
+    @classmethod
+    def fromkeys(
+        cls: type[_M],
+        keys: Iterable[Any],
+        value: Any = None,
+        *,
+        key_kind: str | type | None = None,
+        value_kind: str | type | None = None,
+        hint: int = 0,
+        hashkey: Iterable[int] | None = None,
+        rand: Iterable[int] | Callable[[], int] | None = None,
+    ) -> _M: ...
+    @classmethod
+    def collect(
+        cls: type[_M],
+        items: Mapping[Any, Any] | Iterable[tuple[Any, Any]],
+        key: str | type | None = None,
+        value: str | type | None = None,
+        hint: int = 0,
+        *,
+        hashkey: Iterable[int] | None = None,
+        rand: Iterable[int] | Callable[[], int] | None = None,
+    ) -> _M: ...
+    def delete_if(self, pred: Callable[[Any, Any], object]) -> int: ...
+    def retain(self, pred: Callable[[Any, Any], object]) -> int: ...
+    def to_dict(self) -> dict[Any, Any]: ...
     def __eq__(self, other: object, /) -> bool: ...
     def __ne__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...  # type: ignore[override]  # always raises TypeError

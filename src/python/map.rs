@@ -340,36 +340,59 @@ impl ExternalDraws for PyDraws {
     }
 }
 
+/// The canonical kind a `key=`/`value=` argument names. Accepted: the canonical
+/// names, the aliases `"int" "float" "str" "bytes" "object"` and the Python types
+/// `int float str bytes object` (the aliases of `"int64" "float64" "string"
+/// "bytes" "object"`); values take only `int64 float64 object` and their aliases.
 fn kind_name(py: Python<'_>, ob: &Bound<'_, PyAny>, values: bool) -> PyResult<&'static str> {
     const KEYS: [&str; 9] = ["int64", "int32", "uint64", "uint32", "float64", "float32", "string", "bytes", "object"];
     const VALUES: [&str; 3] = ["int64", "float64", "object"];
+    const ALIASES: [(&str, &str); 5] =
+        [("int", "int64"), ("float", "float64"), ("str", "string"), ("bytes", "bytes"), ("object", "object")];
     let allowed: &[&str] = if values { &VALUES } else { &KEYS };
     let what = if values { "value" } else { "key" };
+    let aliases: Vec<&str> = ALIASES.iter().filter(|(_, k)| allowed.contains(k)).map(|(a, _)| *a).collect();
+    let expected = || {
+        format!(
+            "expected one of {}, the aliases {}, or the Python types {}",
+            allowed.join(", "),
+            aliases.join(", "),
+            aliases.join(", ")
+        )
+    };
     let name: String = if let Ok(t) = ob.cast::<PyType>() {
-        if t.is(PyInt::type_object(py)) {
-            "int64".into()
+        let alias = if t.is(PyInt::type_object(py)) {
+            "int"
         } else if t.is(PyFloat::type_object(py)) {
-            "float64".into()
+            "float"
         } else if t.is(PyString::type_object(py)) {
-            "string".into()
+            "str"
         } else if t.is(PyBytes::type_object(py)) {
-            "bytes".into()
+            "bytes"
         } else if t.is(pyo3::types::PyAny::type_object(py)) {
-            "object".into()
+            "object"
         } else {
-            return Err(PyValueError::new_err(format!("unsupported {what} kind {}", ob.repr()?)));
+            ""
+        };
+        if !aliases.contains(&alias) {
+            return Err(PyValueError::new_err(format!("unsupported {what} kind {}; {}", ob.repr()?, expected())));
         }
+        alias.to_owned()
     } else if let Ok(s) = ob.cast::<PyString>() {
         s.to_str()?.to_owned()
     } else {
         return Err(PyTypeError::new_err(format!(
-            "{what} kind must be a str or a type, not {}",
-            ob.get_type().name()?
+            "{what} kind must be a str or a type, not {}; {}",
+            ob.get_type().name()?,
+            expected()
         )));
     };
-    allowed.iter().copied().find(|k| *k == name).ok_or_else(|| {
-        PyValueError::new_err(format!("unknown {what} kind {name:?}; expected one of {}", allowed.join(", ")))
-    })
+    let canonical = ALIASES.iter().find(|(a, _)| *a == name).map_or(name.as_str(), |(_, k)| *k);
+    allowed
+        .iter()
+        .copied()
+        .find(|k| *k == canonical)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown {what} kind {name:?}; {}", expected())))
 }
 
 fn random_hashkey() -> [u64; 4] {
@@ -388,6 +411,33 @@ pub struct Map {
 }
 
 impl Map {
+    /// `delete_if` (`delete_when` true) and `retain` (false): one Go iteration
+    /// over the items, a Go delete after each entry whose `pred` answer equals
+    /// `delete_when`. Each iterator step takes and releases its read claim, so
+    /// `pred` runs with nothing held.
+    fn filter_items(&self, slf: &Bound<'_, Self>, pred: &Bound<'_, PyAny>, delete_when: bool) -> PyResult<usize> {
+        let py = slf.py();
+        if !pred.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "pred must be a callable taking (key, value), not {}",
+                pred.get_type().name()?
+            )));
+        }
+        let it = Bound::new(py, MapIter::new(slf, IterMode::Items)?)?;
+        let mut removed = 0;
+        for item in it.try_iter()? {
+            let item = item?;
+            let pair = item.cast::<PyTuple>()?;
+            let (k, v) = (pair.get_item(0)?, pair.get_item(1)?);
+            if pred.call1((&k, v))?.is_truthy()? == delete_when {
+                // The removed entry is dropped after the write claim is released.
+                let gone = dispatch!(AnyMap, &self.inner, m => m.delete(&k).map(|e| e.is_some()))?;
+                removed += usize::from(gone);
+            }
+        }
+        Ok(removed)
+    }
+
     /// A lookup with a key of the wrong type or range for a typed map finds
     /// nothing, as a `str` is simply not in a `dict` of ints; an `object` map
     /// keeps the error (an unhashable key is `TypeError`, as for `dict`).
@@ -407,12 +457,13 @@ impl Map {
 #[pymethods]
 impl Map {
     #[new]
-    #[pyo3(signature = (key = None, value = None, hint = 0, *, hashkey = None, rand = None))]
+    #[pyo3(signature = (key = None, value = None, hint = 0, *, items = None, hashkey = None, rand = None))]
     fn py_new(
         py: Python<'_>,
         key: Option<&Bound<'_, PyAny>>,
         value: Option<&Bound<'_, PyAny>>,
         hint: i64,
+        items: Option<&Bound<'_, PyAny>>,
         hashkey: Option<&Bound<'_, PyAny>>,
         rand: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Map> {
@@ -475,7 +526,12 @@ impl Map {
         let inner =
             construct!(AnyMap, key_kind, value_kind, <K, V> => Shared::new(HMap::<K, V>::makemap(hint, hashkey, rand)))
                 .expect("kinds validated above");
-        Ok(Map { inner, key_kind, value_kind })
+        let map = Map { inner, key_kind, value_kind };
+        if let Some(items) = items {
+            // Go 1.23's maps.Collect: the entries assigned in order on the new map.
+            map.update(Some(items), None)?;
+        }
+        Ok(map)
     }
 
     /// The canonical key kind ("int64", …, "object").
@@ -484,6 +540,7 @@ impl Map {
         self.key_kind
     }
 
+    /// The canonical value kind ("int64", "float64" or "object").
     #[getter]
     fn value_kind(&self) -> &'static str {
         self.value_kind
@@ -532,12 +589,17 @@ impl Map {
         dispatch!(AnyMap, &self.inner, m => m.delete(key).map(drop))
     }
 
+    /// `m.get(k, default=None)`: the value for `k`, or `default` when `k` is
+    /// absent (Go's `v, ok := m[k]`; never moves data). A key of the wrong type
+    /// for a typed map is simply absent, as in a `dict`.
     #[pyo3(signature = (key, default = None))]
     fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
         let found = self.absent_if_wrong_kind(py, dispatch!(AnyMap, &self.inner, m => m.get(py, key)))?;
         Ok(found.unwrap_or_else(|| default.unwrap_or_else(|| py.None())))
     }
 
+    /// `m.pop(k[, default])`: removes `k` (Go's `delete`) and returns its value;
+    /// `default` if `k` is absent, else `KeyError`.
     #[pyo3(signature = (key, *default))]
     fn pop(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
         if default.len() > 1 {
@@ -550,11 +612,15 @@ impl Map {
         }
     }
 
+    /// Removes and returns the first `(key, value)` in bucket order; `KeyError`
+    /// when empty. Not a Go operation: it draws nothing.
     fn popitem(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
         dispatch!(AnyMap, &self.inner, m => m.popitem(py))?
             .ok_or_else(|| PyKeyError::new_err("popitem(): map is empty"))
     }
 
+    /// `m.setdefault(k, default=None)`: the value for `k`; when `k` is absent,
+    /// assigns `default` first (Go: `v, ok := m[k]; if !ok { m[k] = d }`).
     #[pyo3(signature = (key, default = None))]
     fn setdefault(
         &self,
@@ -567,6 +633,10 @@ impl Map {
         dispatch!(AnyMap, &self.inner, m => m.setdefault(py, key, d))
     }
 
+    /// `m.update([other], **kwargs)` as `dict.update`: `other` is a mapping
+    /// (anything with `keys()`) or an iterable of `(key, value)` pairs; every
+    /// entry is one Go assignment, in order. A bad entry raises, and the entries
+    /// before it stay assigned (as `dict.update`).
     #[pyo3(signature = (other = None, **kwargs))]
     fn update(&self, other: Option<&Bound<'_, PyAny>>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
         if let Some(o) = other {
@@ -660,6 +730,7 @@ impl Map {
         dispatch!(AnyMap, &self.inner, m => m.delete_many(py, keys))
     }
 
+    /// `copy.copy(m)`: the same as `m.copy()`.
     fn __copy__(&self, py: Python<'_>) -> PyResult<Map> {
         self.copy(py)
     }
@@ -668,19 +739,28 @@ impl Map {
         MapIter::new(slf, IterMode::Keys)
     }
 
+    /// A live view of the keys; iterating it is Go's `for k := range m` (Go's
+    /// order, one random start per iterator, writes during iteration allowed).
     fn keys(slf: &Bound<'_, Self>) -> KeysView {
         KeysView::new(slf)
     }
 
+    /// A live view of the values, iterated in Go's order (see `keys()`).
     fn values(slf: &Bound<'_, Self>) -> ValuesView {
         ValuesView::new(slf)
     }
 
+    /// A live view of the `(key, value)` pairs, iterated in Go's order: Go's
+    /// `for k, v := range m` (see `keys()`).
     fn items(slf: &Bound<'_, Self>) -> ItemsView {
         ItemsView::new(slf)
     }
 
-    /// The map's Go state: header fields and every bucket (see the fidelity spec).
+    /// The map's Go state as plain Python data: the `hmap` header (count, B,
+    /// flags, noverflow, hash0, nevacuate, growing) and every bucket and old
+    /// bucket with its tophash bytes, keys and values, in the shape a Go
+    /// program reading its own map would print. The schema is in
+    /// docs/fidelity.md.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         dispatch!(AnyMap, &self.inner, m => m.snapshot(py))
     }
@@ -689,6 +769,128 @@ impl Map {
     /// load_factor, growing, same_size_grow, nevacuate, bytes (Go's layout).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         dispatch!(AnyMap, &self.inner, m => m.stats(py))
+    }
+
+    // ---- dict and Go 1.21+/1.23 conveniences (`|`, fromkeys, collect, retain,
+    // delete_if, to_dict). Predicates are Python code: they run with no claim
+    // held (each iterator step takes and releases its own read claim).
+
+    /// `m | other`: a new Map with `m`'s kinds and hashkey. It starts as
+    /// `m.copy()` (structural: same buckets, hash0 and growth state, its own
+    /// generator), then `other`'s entries are assigned in `other`'s order, so
+    /// `other` wins on common keys. `other` must be a mapping.
+    fn __or__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if !other.is_instance(&py.import("collections.abc")?.getattr("Mapping")?)? {
+            return Ok(py.NotImplemented());
+        }
+        let new = self.copy(py)?;
+        new.update(Some(other), None)?;
+        Ok(Bound::new(py, new)?.into_any().unbind())
+    }
+
+    /// `mapping | m`: a new Map with `m`'s kinds and hashkey (fresh hash0 and
+    /// generator), holding `mapping`'s entries then `m`'s (so `m` wins).
+    fn __ror__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if !other.is_instance(&py.import("collections.abc")?.getattr("Mapping")?)? {
+            return Ok(py.NotImplemented());
+        }
+        let me = slf.get();
+        let key = PyString::new(py, me.key_kind);
+        let value = PyString::new(py, me.value_kind);
+        let hk = PyTuple::new(py, me.hashkey()?.into_pyobject(py)?.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+        let new = Map::py_new(py, Some(key.as_any()), Some(value.as_any()), 0, Some(other), Some(hk.as_any()), None)?;
+        new.update(Some(slf.as_any()), None)?;
+        Ok(Bound::new(py, new)?.into_any().unbind())
+    }
+
+    /// `m |= other`: `m.update(other)` (a mapping or an iterable of pairs), as
+    /// for `dict`; returns `m` itself.
+    fn __ior__(&self, other: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.update(Some(other), None)
+    }
+
+    /// `Map.fromkeys(keys, value=None, *, key_kind="object", value_kind="object",
+    /// hint=0, hashkey=None, rand=None)`: a new map (of the class it is called
+    /// on) with every key of the iterable `keys` set to `value`, in order, as
+    /// `dict.fromkeys`. The kinds are keyword-only because `value` is the fill
+    /// value; `hint`, `hashkey` and `rand` are the constructor's.
+    #[classmethod]
+    #[pyo3(signature = (keys, value = None, *, key_kind = None, value_kind = None, hint = 0, hashkey = None, rand = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn fromkeys<'py>(
+        cls: &Bound<'py, PyType>,
+        keys: &Bound<'py, PyAny>,
+        value: Option<&Bound<'py, PyAny>>,
+        key_kind: Option<&Bound<'py, PyAny>>,
+        value_kind: Option<&Bound<'py, PyAny>>,
+        hint: i64,
+        hashkey: Option<&Bound<'py, PyAny>>,
+        rand: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
+        let kw = PyDict::new(py);
+        kw.set_item("hashkey", hashkey)?;
+        kw.set_item("rand", rand)?;
+        let m = cls.call((key_kind, value_kind, hint), Some(&kw))?;
+        let none = py.None().into_bound(py);
+        let value = value.unwrap_or(&none);
+        for k in keys.try_iter()? {
+            m.set_item(k?, value)?;
+        }
+        Ok(m)
+    }
+
+    /// `Map.collect(items, key=None, value=None, hint=0, *, hashkey=None,
+    /// rand=None)`: Go 1.23's `maps.Collect`, the same as
+    /// `Map(key, value, hint, items=items, ...)`: a new map with every
+    /// `(key, value)` of `items` (a mapping or an iterable of pairs) assigned in
+    /// order; a later pair wins over an earlier one with the same key.
+    #[classmethod]
+    #[pyo3(signature = (items, key = None, value = None, hint = 0, *, hashkey = None, rand = None))]
+    fn collect<'py>(
+        cls: &Bound<'py, PyType>,
+        items: &Bound<'py, PyAny>,
+        key: Option<&Bound<'py, PyAny>>,
+        value: Option<&Bound<'py, PyAny>>,
+        hint: i64,
+        hashkey: Option<&Bound<'py, PyAny>>,
+        rand: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kw = PyDict::new(cls.py());
+        kw.set_item("items", items)?;
+        kw.set_item("hashkey", hashkey)?;
+        kw.set_item("rand", rand)?;
+        cls.call((key, value, hint), Some(&kw))
+    }
+
+    /// `m.delete_if(pred)`: Go's `maps.DeleteFunc(m, pred)`, that is
+    /// `for k, v := range m { if pred(k, v) { delete(m, k) } }`: one Go
+    /// iteration (its random start is a draw, as in Go) with a delete after each
+    /// entry `pred` accepts. `pred` runs with no lock or claim held, so it may
+    /// read or even write the map (with Go's iteration semantics). Returns how
+    /// many entries were removed. If `pred` raises, the deletes done so far stay.
+    fn delete_if(slf: &Bound<'_, Self>, pred: &Bound<'_, PyAny>) -> PyResult<usize> {
+        slf.get().filter_items(slf, pred, true)
+    }
+
+    /// `m.retain(pred)`: keeps the entries for which `pred(k, v)` is true and
+    /// deletes the others; the same as `m.delete_if(lambda k, v: not pred(k, v))`
+    /// (one Go iteration, deletes as it goes, `pred` called with nothing held).
+    /// Returns how many entries were removed.
+    fn retain(slf: &Bound<'_, Self>, pred: &Bound<'_, PyAny>) -> PyResult<usize> {
+        slf.get().filter_items(slf, pred, false)
+    }
+
+    /// A `dict` with the same entries, in bucket order. Draws nothing and
+    /// changes nothing. `json.dumps(m.to_dict())` serialises a map.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let items = dispatch!(AnyMap, &self.inner, m => m.items(py))?;
+        let d = PyDict::new(py);
+        for (k, v) in items {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
     }
 
     fn __richcmp__(&self, py: Python<'_>, other: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> PyResult<Py<PyAny>> {
@@ -792,5 +994,5 @@ pub fn _rebuild(
     hint: i64,
 ) -> PyResult<Map> {
     let draws = PyList::new(py, [hash0])?;
-    Map::py_new(py, Some(key), Some(value), hint, Some(hashkey), Some(draws.as_any()))
+    Map::py_new(py, Some(key), Some(value), hint, None, Some(hashkey), Some(draws.as_any()))
 }

@@ -37,6 +37,32 @@ fn build_info() -> (&'static str, &'static str) {
     (crate::group::GROUP_IMPL, env!("CARGO_PKG_VERSION"))
 }
 
+/// gomap's compiled core: Go's classic runtime map (`runtime/map.go` of Go
+/// 1.19-1.23) for Python.
+///
+/// `Map(key="object", value="object", hint=0, *, items=None, hashkey=None, rand=None)`
+/// is Go's `make(map[K]V, hint)`. Key kinds: "int64" "int32" "uint64" "uint32"
+/// "float64" "float32" "string" "bytes" "object"; value kinds: "int64"
+/// "float64" "object". The aliases "int" "float" "str" "bytes" "object" and the
+/// Python types int, float, str, bytes, object name "int64" "float64" "string"
+/// "bytes" "object". `items` (a mapping or an iterable of pairs) fills the new
+/// map in order, as Go 1.23's `maps.Collect`; `hashkey` is Go's
+/// `runtime.hashkey` (four ints); `rand` supplies the values Go's `fastrand()`
+/// would return, consumed exactly where Go draws.
+///
+/// Given Go's hashkey and draws, a Map's buckets, tophash bytes, overflow
+/// chains, growth and iteration order equal the Go runtime's, and
+/// `Map.snapshot()` shows them. Writes that Go would kill the process for
+/// (concurrent map writes) raise `ConcurrentMapError` and leave the map intact.
+///
+/// Iteration is Go's (random start, writes during iteration allowed); the rest
+/// of the surface is `dict`'s (`MutableMapping`, `|`, `|=`, `fromkeys`,
+/// `copy`, pickling) plus `delete`, `delete_if`/`retain` (Go's
+/// `maps.DeleteFunc`), `to_dict`, batch operations and `shrink`.
+///
+/// Documentation in the repository: docs/fidelity.md (the Go-fidelity
+/// contract and the snapshot schema), docs/architecture.md,
+/// docs/concurrency.md.
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<map::Map>()?;
