@@ -1,4 +1,5 @@
-"""Command line of gomap: ``python -m gomap crosscheck ...`` (also the ``gomap`` script)."""
+"""Command line of gomap: ``python -m gomap crosscheck ...``, ``python -m gomap explore ...`` (also the
+``gomap`` script)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,9 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--verbose", "-v", action="store_true",
                    help="one line per trace, coverage figures, every mismatch")
     c.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    from .explore import add_subparser as add_explore
+
+    add_explore(sub)
     return p
 
 
@@ -122,6 +126,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "crosscheck":
         return _crosscheck(args)
+    if args.command == "explore":
+        from .explore import cli as explore
+
+        return explore(args)
     parser.print_help()
     return 2
 
