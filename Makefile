@@ -3,12 +3,13 @@
 PY ?= python3
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 go:  ## install Go 1.19 (Debian's golang-go) if it is missing: the reference runtime
 	@command -v go >/dev/null || (apt-get update -qq && apt-get install -y -qq golang-go)
 
-dev: go  ## editable install for development (rebuild after Rust changes)
+dev: go  ## editable install with the test extra, in the active venv (installs maturin first; rerun after Rust changes)
+	$(PY) -m pip install 'maturin>=1.9,<2'
 	$(PY) -m pip install --no-build-isolation -e '.[test]'
 
 crosscheck: go  ## cross-check 500 random traces against the Go runtime
