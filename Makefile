@@ -40,7 +40,7 @@ check-freethreaded:  ## compile-check the extension for free-threaded CPython 3.
 
 .PHONY: check-freethreaded
 
-bench:  ## run every benchmark and write BENCHMARKS.md (+ benches/get_hit.png); takes a while
+bench:  ## run every benchmark (+ criterion) and write BENCHMARKS.md and benches/get_hit.png; takes a while
 	$(PY) benches/run_all.py --criterion
 
 .PHONY: bench

@@ -1,8 +1,10 @@
 """Runs every gomap benchmark and writes BENCHMARKS.md and benches/get_hit.png.
 
-    python benches/run_all.py            # everything (~15-30 min on 2 cores)
-    python benches/run_all.py --quick    # small sizes, to check the plumbing
-    python benches/run_all.py --report   # rewrite the report from benches/results/*.json
+    python benches/run_all.py              # everything (~15-30 min on 2 cores)
+    python benches/run_all.py --criterion  # the same plus criterion's own report (what `make bench` runs)
+    python benches/run_all.py --quick      # small sizes, to check the plumbing: writes only under
+                                           # benches/results/quick/ (git-ignored), never the tracked files
+    python benches/run_all.py --report     # rewrite the report from benches/results/*.json
 
 Steps, one at a time (the machine may have 2 cores), each writing
 benches/results/<step>.json:
@@ -32,7 +34,11 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-RES = os.path.join(HERE, "results")
+RES = os.path.join(HERE, "results")  # --quick: results/quick (see main)
+# Where the report and its plot go: the tracked files, except for --quick runs.
+REPORT = os.path.join(ROOT, "BENCHMARKS.md")
+PLOT = os.path.join(HERE, "get_hit.png")
+PLOT_LINK = "benches/get_hit.png"  # the plot, relative to the report
 STEPS = ["pytest", "memory", "tail", "sweep", "rust", "go"]
 
 
@@ -163,13 +169,33 @@ PY_TARGETS = {
 }
 
 
+# How to run the benchmarks: the same words in BENCHMARKS.md, README.md and `make help`.
+HOW_TO_RUN = (
+    "```sh\n"
+    "pip install '.[bench]'     # pytest-benchmark, numpy, matplotlib (plus cargo and Go 1.19: `make go`)\n"
+    "make bench                 # = python benches/run_all.py --criterion\n"
+    "```\n\n"
+    "`python benches/run_all.py` alone runs the same steps without criterion's HTML report; "
+    "`python benches/run_all.py --quick` checks the plumbing with small sizes and writes only under "
+    "`benches/results/quick/` (ignored by git), never this file or the plot.\n"
+)
+CRITERION_NOTE = (
+    "With `--criterion` (as `make bench` runs it) it finally runs `cargo bench --bench core` once more for "
+    "criterion's own view of the Rust core (core vs hashbrown vs std, same workloads, HTML under "
+    "`target/criterion/`; a few minutes).\n"
+)
+
+
 def report(a, meta):
     lines = []
     w = lines.append
     model, cores = machine()
     w("# gomap benchmarks\n")
+    if a.quick:
+        w("**Quick run (`--quick`): small sizes to check the plumbing; the figures mean nothing. "
+          "The tracked report is BENCHMARKS.md at the repository root.**\n")
     w("Regenerate everything (this file and `benches/get_hit.png`) with one command from the repository root:\n")
-    w("```sh\npip install '.[bench]'     # pytest-benchmark, numpy, matplotlib (plus cargo and Go 1.19: `make go`)\npython benches/run_all.py\n```\n")
+    w(HOW_TO_RUN)
     w("It runs, one after the other (each step also writes `benches/results/<step>.json`):\n")
     w("```sh")
     w(f"GOMAP_BENCH_N={a.n} python -m pytest benches/ --benchmark-only --benchmark-json=benches/results/pytest-raw.json")
@@ -182,8 +208,7 @@ def report(a, meta):
     w(f"benches/results/gobench -mode table -n {a.n}; GODEBUG=cpu.aes=off benches/results/gobench -mode table -n {a.n}")
     w(f"benches/results/gobench -mode sweep -sizes {a.sizes}")
     w("```\n")
-    w("The criterion view of the Rust core (core vs hashbrown vs std, same workloads, HTML under "
-      "`target/criterion/`): `cargo bench --bench core` (a few minutes).\n")
+    w(CRITERION_NOTE)
     w(f"* Machine: {model}, {cores} logical CPUs, {platform.system()} {platform.release()}")
     w(f"* Date: {meta.get('date', '?')}; Python {platform.python_version()}; {meta.get('go', 'Go: not run')}; {meta.get('rustc', '')}")
     w(f"* Load average (1/5/15 min) at start {' '.join(meta.get('load_start', []))}, at end {' '.join(meta.get('load_end', []))}"
@@ -291,7 +316,7 @@ def report(a, meta):
 
     # ---- sweep / plot
     w("## get-hit against map size\n")
-    w("![get-hit ns/op against map size](benches/get_hit.png)\n")
+    w(f"![get-hit ns/op against map size]({PLOT_LINK})\n")
     sw = load("sweep")
     series = {}
     if sw:
@@ -315,9 +340,9 @@ def report(a, meta):
     notes = os.path.join(HERE, "NOTES.md")
     if os.path.exists(notes):
         w(open(notes).read().strip() + "\n")
-    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
+    with open(REPORT, "w") as f:
         f.write("\n".join(lines) + "\n")
-    print("wrote BENCHMARKS.md")
+    print(f"wrote {os.path.relpath(REPORT, ROOT)}")
 
 
 def plot(series):
@@ -342,17 +367,26 @@ def plot(series):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(HERE, "get_hit.png"), dpi=110)
-    print("wrote benches/get_hit.png")
+    fig.savefig(PLOT, dpi=110)
+    print(f"wrote {os.path.relpath(PLOT, ROOT)}")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes (plumbing check; figures meaningless)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (plumbing check; figures meaningless); results, report and plot go to "
+                        "benches/results/quick/ and the tracked BENCHMARKS.md and plot are left alone")
     p.add_argument("--only", default=",".join(STEPS), help="comma-separated subset of " + ",".join(STEPS))
     p.add_argument("--report", action="store_true", help="only rewrite BENCHMARKS.md and the plot from results/")
     p.add_argument("--criterion", action="store_true", help="also run the criterion benches (cargo bench --bench core)")
     a = p.parse_args()
+    if a.quick:
+        global RES, REPORT, PLOT, PLOT_LINK
+        RES = os.path.join(HERE, "results", "quick")
+        REPORT = os.path.join(RES, "BENCHMARKS.md")
+        PLOT = os.path.join(RES, "get_hit.png")
+        PLOT_LINK = "get_hit.png"
+        os.makedirs(RES, exist_ok=True)
     a.n = 20_000 if a.quick else 1_000_000
     a.tail_n = 200_000 if a.quick else 10_000_000
     a.sizes = "1000,10000,100000" if a.quick else "1000,10000,100000,1000000,10000000"
