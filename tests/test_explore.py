@@ -37,9 +37,18 @@ def need_go():
 SMALL = 208
 
 
+HK = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x2545F4914F6CDD1D)
+
+
 @pytest.fixture(scope="module")
 def churn():
-    return explore.run("churn", "int64", SMALL, seed=3, progress=False)
+    # a fixed hashkey and hash0: the same run every time
+    return explore.run("churn", "int64", SMALL, seed=3, hashkey=HK, rand=[12345], progress=False)
+
+
+def test_a_fixed_hashkey_makes_runs_reproducible(churn):
+    again = explore.run("churn", "int64", SMALL, seed=3, hashkey=HK, rand=[12345], progress=False)
+    assert again.series == churn.series and again.events == churn.events
 
 
 def test_workload_ops_shapes():
@@ -128,7 +137,7 @@ def test_table_and_summary(churn):
     lines = table.splitlines()
     assert lines[0].split()[:4] == ["step", "op", "count", "B"]
     assert any("same-size grow starts" in x for x in lines)
-    assert len(lines) < 10 + len(churn.events) + 3
+    assert len(lines) <= 1 + 10 + len(churn.events) + 1  # header, spaced rows, events, the last
     assert "1 same-size grow(s)" in churn.summary()
 
 

@@ -210,7 +210,7 @@ class Timeline:
             return "(no operations)"
         picks = {total - 1}
         picks.update(s for s, _ in self.events)
-        stride = max(1, total // max(1, rows))
+        stride = max(1, -(-total // max(1, rows)))  # at most `rows` evenly spaced rows
         picks.update(range(0, total, stride))
         ev: Dict[int, List[str]] = {}
         for s, what in self.events:
@@ -314,8 +314,8 @@ class _GoState:
 
 def run(workload: str = "churn", key: str = "int64", n: int = 1664, hint: int = 0, *,
         churn: Optional[int] = None, seed: int = 0, moments: Optional[Sequence[int]] = None,
-        go: bool = False, max_churn: Optional[int] = None,
-        progress: Optional[bool] = None) -> Timeline:
+        go: bool = False, max_churn: Optional[int] = None, hashkey: Optional[Sequence[int]] = None,
+        rand: Any = None, progress: Optional[bool] = None) -> Timeline:
     """Plays a workload on a :class:`gomap.Map` and records its growth.
 
     ``workload``: ``"churn"`` (default), ``"inserts"`` or ``"deletes"`` (see
@@ -326,8 +326,10 @@ def run(workload: str = "churn", key: str = "int64", n: int = 1664, hint: int = 
     bucket occupancy to keep (default: chosen from the events -- the last
     doubling's start and middle, the first same-size grow's start, middle and
     end, and the last operation). ``go``: also run on the Go runtime and compare
-    (raises :class:`gomap.crosscheck.GoNotFound` without ``go``). ``progress``:
-    periodic lines on stderr (default: on).
+    (raises :class:`gomap.crosscheck.GoNotFound` without ``go``). ``hashkey``
+    and ``rand``: the Map's (as for :class:`gomap.Map`; fixing both makes a run
+    reproducible; with ``go`` Go's are used). ``progress``: periodic lines on
+    stderr (default: on).
     """
     import gomap
 
@@ -355,7 +357,7 @@ def run(workload: str = "churn", key: str = "int64", n: int = 1664, hint: int = 
         m = gomap.Map(key, "int64", hint, hashkey=out["hashkey"], rand=iter(out["draws"]))
         ops_iter = iter(ops)
     else:
-        m = gomap.Map(key, "int64", hint)
+        m = gomap.Map(key, "int64", hint, hashkey=hashkey, rand=rand)
 
     wanted = set(moments or ())
     auto_moments = moments is None
