@@ -188,7 +188,7 @@ def test_progress_lines_are_plain_and_periodic(monkeypatch, capsys):
     monkeypatch.setattr(explore.time, "monotonic", lambda: next(clock))
     tick = explore._progress_printer(None)
     for step in (512, 1024, 1536):
-        tick(step)
+        tick(step, False)
     tick(2000, True)
     err = capsys.readouterr().err.splitlines()
     assert err[:3] == [f"explore: {s} operations, {t}s" for s, t in ((512, 3), (1024, 6), (1536, 9))]

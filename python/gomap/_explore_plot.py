@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, Dict, List
 
 from .explore import EMPTY_ONE, EMPTY_REST, MIN_TOP_HASH, Occupancy, Timeline, _capacity, _overflow_limit
 
@@ -100,7 +100,7 @@ def plot(tl: Timeline, path: str) -> str:
                 start = None
 
     go = tl.go
-    go_style = dict(linestyle="none", marker="x", markersize=3, color="black", alpha=0.6)
+    go_style: Dict[str, Any] = dict(linestyle="none", marker="x", markersize=3, color="black", alpha=0.6)
     go_every = max(1, len(steps) // 300)
 
     def go_overlay(ax: Any, name: str, scale: Any = None) -> None:

@@ -268,7 +268,7 @@ def _progress_printer(total_hint: Optional[int], stream: Any = None) -> Callable
     start = time.monotonic()
     last = [start]
 
-    def tick(step: int, done: bool = False) -> None:
+    def tick(step: int, done: bool) -> None:
         now = time.monotonic()
         if done:
             if now - start > 2.0:
@@ -362,7 +362,8 @@ def run(workload: str = "churn", key: str = "int64", n: int = 1664, hint: int = 
     wanted = set(moments or ())
     auto_moments = moments is None
     kept: Dict[str, Tuple[Occupancy, Optional[Occupancy]]] = {}  # slot -> (Map's, Go's)
-    tick = _progress_printer(None) if progress is not False else (lambda step, done=False: None)
+    tick: Callable[[int, bool], None] = (_progress_printer(None) if progress is not False
+                                          else (lambda step, done: None))
     sr = tl.series
     perf = time.perf_counter_ns
     stop_at: Optional[int] = None
@@ -443,7 +444,7 @@ def run(workload: str = "churn", key: str = "int64", n: int = 1664, hint: int = 
             keep(i, f"{n} inserts done", "inserted")
         prev = row
         if i % 512 == 0:
-            tick(i)
+            tick(i, False)
     tick(len(tl.ops), True)
     if auto_stop and not same_done:
         tl.note = (f"no same-size grow within {cap} churn rounds; it comes sooner when n is just under "
