@@ -387,3 +387,16 @@ def test_module_docstrings():
     assert gomap._core.__doc__ and "docs/fidelity.md" in gomap._core.__doc__
     assert "module documentation" in Map.__doc__
     assert "docs/fidelity.md" in Map.snapshot.__doc__
+
+
+@pytest.mark.parametrize("cls", [gomap._core.map_keys, gomap._core.map_values, gomap._core.map_items,
+                                 gomap._core.MapIterator])
+def test_views_and_iterator_have_docstrings(cls):
+    assert cls.__doc__ and cls.__doc__.strip()
+    for name in dir(cls):
+        if not name.startswith("_"):
+            assert (getattr(cls, name).__doc__ or "").strip(), f"{cls.__name__}.{name}"
+
+
+def test_module_functions_have_docstrings():
+    assert gomap.build_info.__doc__ and gomap._core.ConcurrentMapError.__doc__

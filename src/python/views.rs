@@ -15,7 +15,8 @@ fn as_set<'py>(map: &Bound<'py, Map>, mode: IterMode) -> PyResult<Bound<'py, PyS
 }
 
 macro_rules! set_view {
-    ($name:ident, $pyname:literal, $mode:expr, $contains:item) => {
+    ($name:ident, $pyname:literal, $doc:literal, $mode:expr, $contains:item) => {
+        #[doc = $doc]
         #[pyclass(module = "gomap._core", name = $pyname, frozen)]
         pub struct $name {
             map: Py<Map>,
@@ -48,6 +49,7 @@ macro_rules! set_view {
                     .collect::<PyResult<_>>()?;
                 Ok(format!("{}([{}])", $pyname, items.join(", ")))
             }
+            /// True when the view and the iterable have no element in common (as for a `set`).
             fn isdisjoint(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
                 let mine = as_set(self.map.bind(py), $mode)?;
                 mine.call_method1("isdisjoint", (other,))?.extract()
@@ -92,6 +94,7 @@ macro_rules! set_view {
 set_view!(
     KeysView,
     "map_keys",
+    "A live, set-like view of a Map's keys (`m.keys()`); iterating it is Go's `for k := range m`.",
     IterMode::Keys,
     fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.map.bind(py).call_method1("__contains__", (key,))?.extract()
@@ -101,6 +104,7 @@ set_view!(
 set_view!(
     ItemsView,
     "map_items",
+    "A live, set-like view of a Map's `(key, value)` pairs (`m.items()`), iterated in Go's order.",
     IterMode::Items,
     fn __contains__(&self, py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<bool> {
         let Ok(pair) = item.cast::<PyTuple>() else { return Ok(false) };
@@ -118,6 +122,7 @@ set_view!(
     }
 );
 
+/// A live view of a Map's values (`m.values()`), iterated in Go's order.
 #[pyclass(module = "gomap._core", name = "map_values", frozen)]
 pub struct ValuesView {
     map: Py<Map>,
