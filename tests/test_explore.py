@@ -176,6 +176,14 @@ def test_cli_refuses_bad_arguments(bad, capsys):
     assert e.value.code == 2
 
 
+@pytest.mark.parametrize("out", ["/nonexistent-dir/x.png", "x.unknownformat"])
+def test_cli_unwritable_picture_is_a_clear_error(out, tmp_path, monkeypatch, capsys):
+    need_matplotlib()
+    monkeypatch.chdir(tmp_path)
+    assert main(["explore", "--workload", "inserts", "--n", "50", "--no-progress", "--out", out]) == 2
+    assert "cannot write the picture" in capsys.readouterr().err
+
+
 def test_cli_without_matplotlib_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     assert main(["explore", "--n", "20", "--workload", "inserts", "--no-progress"]) == 2

@@ -572,5 +572,9 @@ def cli(args: Any) -> int:
                      f"{old['live']} live")
         print(line)
     if plot_it:
-        print(f"picture: {tl.plot(args.out)}")
+        try:
+            print(f"picture: {tl.plot(args.out)}")
+        except (OSError, ValueError) as e:  # an unwritable path, an unknown extension
+            print(f"gomap explore: cannot write the picture {args.out!r}: {e}", file=sys.stderr)
+            return 2
     return 1 if tl.go_agrees is False else 0
