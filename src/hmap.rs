@@ -1,5 +1,6 @@
-//! Go's classic runtime map (`runtime/map.go` of Go 1.19–1.23), ported function by
-//! function with Go's names so the two can be read side by side.
+//! Go's classic runtime map (`runtime/map.go` of Go 1.19–1.24), ported function by
+//! function with Go's names so the two can be read side by side. What differs
+//! between releases is a field of the map (`HMap::go`, see `crate::release`).
 //!
 //! # Layout
 //!
