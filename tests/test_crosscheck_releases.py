@@ -245,3 +245,21 @@ def test_cli_progress_lines_and_first_build(tmp_path, monkeypatch, capsys):
     assert "building the Go harness with go1.19" in err
     assert "replaying on Go 1.19: 3/3 traces" in err
     assert "\r" not in err
+
+
+def test_cli_all_go_table(tmp_path, monkeypatch, capsys):
+    """--all-go: one row per release found; an unsupported toolchain is a row too, and exit 4."""
+    for rel in CHECKED:
+        _require(rel)
+    fake = tmp_path / "go"
+    fake.write_text("#!/bin/sh\necho go1.26.0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("GOMAP_GO", str(fake))
+    code = cli_main(["crosscheck", "--all-go", "--traces", "2", "--ops", "40", "--seed", "3", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 4, out
+    rows = {line.split()[0]: line for line in out.splitlines() if line[:1].isdigit() or line.startswith("-")}
+    for rel in CHECKED:
+        assert f"go{rel}" in rows[rel] and "2/2" in rows[rel]
+    assert "unsupported" in rows["-"] and str(fake) in rows["-"]
+    assert "Go 1.26 removed the classic map" in out

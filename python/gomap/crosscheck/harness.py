@@ -86,7 +86,7 @@ def go_release(go: str) -> Tuple[str, str]:
     if (major, minor) >= (1, 26):
         why = "Go 1.26 removed the classic map (GOEXPERIMENT=noswissmap is gone): there is nothing to compare with"
     elif (major, minor) == (1, 25):
-        why = ("Go 1.25 still builds the classic map with GOEXPERIMENT=noswissmap, but gomap has not been "
+        why = ("Go 1.25 may still build the classic map with GOEXPERIMENT=noswissmap, but gomap has not been "
                "checked against it")
     else:
         why = "gomap follows Go 1.19 and later"
