@@ -118,7 +118,10 @@ struct Core<K: Key> {
 impl<K: Key> Map<K> for Core<K> {
     const NAME: &'static str = "core";
     fn new() -> Self {
-        Core { fl: FlagWord::new(), h: HMap::makemap(0, [1, 3, 5, 7], FastRand::from_os(None)) }
+        Core {
+            fl: FlagWord::new(),
+            h: HMap::makemap(0, [1, 3, 5, 7], FastRand::from_os(None), gomap::release::GoRelease::Go119),
+        }
     }
     #[inline]
     fn insert(&mut self, k: K, v: i64) {

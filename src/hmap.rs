@@ -1,5 +1,6 @@
-//! Go's classic runtime map (`runtime/map.go` of Go 1.19–1.23), ported function by
-//! function with Go's names so the two can be read side by side.
+//! Go's classic runtime map (`runtime/map.go` of Go 1.19–1.24), ported function by
+//! function with Go's names so the two can be read side by side. What differs
+//! between releases is a field of the map (`HMap::go`, see `crate::release`).
 //!
 //! # Layout
 //!
@@ -12,7 +13,8 @@
 //! 2^(B-4) extra buckets (rounded up to Go's allocation size class) behind the
 //! array; `newoverflow` hands those out first, then allocates.
 //!
-//! When the average load exceeds 6.5 entries per bucket (`over_load_factor`), the
+//! When the average load exceeds 6.5 entries per bucket (`over_load_factor`; 6.0
+//! in Go 1.21: the release is a field of the map, see `crate::release`), the
 //! table doubles. When it has too many overflow buckets for its size
 //! (`too_many_overflow_buckets`, noverflow >= 2^min(B, 15)) it is rebuilt at the
 //! same size (`SAME_SIZE_GROW`), which packs out the holes that deletes left.
@@ -65,8 +67,10 @@
 
 use crate::flags::{FlagWord, ITERATOR, OLD_ITERATOR, SAME_SIZE_GROW};
 use crate::group::Group;
+use crate::hash::FallbackKey;
 use crate::kinds::{MapKey, MapValue};
 use crate::rand::FastRand;
+use crate::release::GoRelease;
 use std::cell::UnsafeCell;
 use std::mem::{needs_drop, MaybeUninit};
 use std::ptr;
@@ -74,7 +78,8 @@ use std::sync::Arc;
 
 pub const BUCKET_CNT_BITS: u8 = 3;
 pub const BUCKET_CNT: usize = 1 << BUCKET_CNT_BITS;
-pub const LOAD_FACTOR_NUM: usize = 13;
+/// `loadFactorDen`; `loadFactorNum` depends on the release
+/// ([`GoRelease::load_factor_num`]: 13, or 12 in Go 1.21).
 pub const LOAD_FACTOR_DEN: usize = 2;
 
 pub const EMPTY_REST: u8 = 0;
@@ -111,8 +116,8 @@ fn bucket_mask(b: u8) -> usize {
     bucket_shift(b) - 1
 }
 
-pub fn over_load_factor(count: usize, b: u8) -> bool {
-    count > BUCKET_CNT && count > LOAD_FACTOR_NUM * (bucket_shift(b) / LOAD_FACTOR_DEN)
+pub fn over_load_factor(count: usize, b: u8, go: GoRelease) -> bool {
+    count > BUCKET_CNT && count > go.load_factor_num() * (bucket_shift(b) / LOAD_FACTOR_DEN)
 }
 
 pub fn too_many_overflow_buckets(noverflow: u16, b: u8) -> bool {
@@ -355,6 +360,10 @@ pub struct HMap<K, V> {
     /// `extra.nextOverflow`, as an index into `buckets`' slab.
     next_overflow: usize,
     pub hashkey: [u64; 4],
+    /// The release this map follows (load factor, hash, draw widths).
+    pub go: GoRelease,
+    /// What the fallback hash mixes in: `hashkey` as `go` uses it.
+    hkey: FallbackKey,
     pub rand: FastRand,
     /// Bumped by `mapclear`; an iterator from an earlier epoch produces nothing more.
     epoch: u64,
@@ -419,11 +428,11 @@ pub enum OldView<'a, K, V> {
 impl<K: MapKey, V: MapValue> HMap<K, V> {
     const GO_BUCKET_SIZE: usize = go_bucket_size(K::GO_SIZE, V::GO_SIZE);
 
-    /// `makemap(t, hint, nil)`: draws `hash0`.
-    pub fn makemap(hint: usize, hashkey: [u64; 4], rand: FastRand) -> HMap<K, V> {
+    /// `makemap(t, hint, nil)` of Go release `go`: draws `hash0`.
+    pub fn makemap(hint: usize, hashkey: [u64; 4], rand: FastRand, go: GoRelease) -> HMap<K, V> {
         let hash0 = rand.fastrand();
         let mut b = 0u8;
-        while over_load_factor(hint, b) {
+        while over_load_factor(hint, b, go) {
             b += 1;
         }
         let mut h = HMap {
@@ -436,6 +445,8 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             nevacuate: 0,
             next_overflow: 0,
             hashkey,
+            go,
+            hkey: FallbackKey::new(hashkey, go),
             rand,
             epoch: 0,
         };
@@ -447,9 +458,14 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         h
     }
 
+    /// What this map's fallback hash mixes in (its `hashkey` as its release uses it).
+    pub fn fallback_key(&self) -> &FallbackKey {
+        &self.hkey
+    }
+
     #[inline(always)]
     fn hash(&self, key: &K) -> u64 {
-        key.hash(self.hash0 as u64, self.hashkey[0], &self.rand)
+        key.hash(self.hash0 as u64, &self.hkey, &self.rand)
     }
 
     #[inline(always)]
@@ -624,7 +640,8 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             // factor or have too many overflow buckets, and are not already
             // growing, start growing; that invalidates everything, so try again.
             if !self.growing()
-                && (over_load_factor(self.count + 1, self.b) || too_many_overflow_buckets(self.noverflow, self.b))
+                && (over_load_factor(self.count + 1, self.b, self.go)
+                    || too_many_overflow_buckets(self.noverflow, self.b))
             {
                 self.hash_grow(fl);
                 continue 'again;
@@ -767,7 +784,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         // If we've hit the load factor, get bigger. Otherwise, there are too many
         // overflow buckets, so keep the same number of buckets and "grow" laterally.
         let mut bigger = 1;
-        if !over_load_factor(self.count + 1, self.b) {
+        if !over_load_factor(self.count + 1, self.b, self.go) {
             bigger = 0;
             fl.set(SAME_SIZE_GROW);
         }
@@ -899,7 +916,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         self.finish_growth(fl);
         let Some(old) = self.buckets.take() else { return Vec::new() };
         let mut b = 0u8;
-        while over_load_factor(self.count, b) {
+        while over_load_factor(self.count, b, self.go) {
             b += 1;
         }
         let (t, next) = Table::make_bucket_array(b, Self::GO_BUCKET_SIZE);
@@ -987,9 +1004,14 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             return it;
         }
         it.buckets = self.buckets.clone();
-        // Decide where to start: a random bucket and a random offset in it.
-        let r =
-            if self.b > 31 - BUCKET_CNT_BITS { self.rand.fastrand64() as usize } else { self.rand.fastrand() as usize };
+        // Decide where to start: a random bucket and a random offset in it. Go
+        // 1.22+ draws `rand()` (64 bits); older releases `fastrand()`, or
+        // `fastrand64()` when B is too large for 32 bits.
+        let r = if self.go.rand64() || self.b > 31 - BUCKET_CNT_BITS {
+            self.rand.fastrand64() as usize
+        } else {
+            self.rand.fastrand() as usize
+        };
         it.start_bucket = r & bucket_mask(self.b);
         it.offset = ((r >> self.b) & (BUCKET_CNT - 1)) as u8;
         it.bucket = it.start_bucket;
@@ -1300,6 +1322,8 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             nevacuate: self.nevacuate,
             next_overflow,
             hashkey: self.hashkey,
+            go: self.go,
+            hkey: self.hkey,
             rand: self.rand.fork(),
             epoch: 0,
         }

@@ -6,7 +6,7 @@
 //! NaN != NaN) and `needkeyupdate` (true for floats: +0.0 and -0.0 are one key and
 //! an assignment stores the key it was given).
 
-use crate::hash;
+use crate::hash::{self, FallbackKey};
 use crate::rand::FastRand;
 use std::convert::Infallible;
 
@@ -24,8 +24,9 @@ pub trait MapKey: Sized + 'static {
     /// `t.needkeyupdate()`.
     const NEED_KEY_UPDATE: bool;
 
-    /// `t.hasher(&k, seed)`; NaN floats draw from `rand` as `f64hash` does.
-    fn hash(&self, seed: u64, hashkey0: u64, rand: &FastRand) -> u64;
+    /// `t.hasher(&k, seed)` under the release's fallback key; NaN floats draw from
+    /// `rand` as `f64hash` does.
+    fn hash(&self, seed: u64, key: &FallbackKey, rand: &FastRand) -> u64;
     /// `t.key.equal(a, b)`.
     fn equal(&self, other: &Self) -> Result<bool, Self::Error>;
     /// `t.key.equal(k, k)` (false only for NaN).
@@ -53,9 +54,9 @@ macro_rules! int_key {
             const REFLEXIVE: bool = true;
             const NEED_KEY_UPDATE: bool = false;
             #[inline(always)]
-            fn hash(&self, seed: u64, hashkey0: u64, _rand: &FastRand) -> u64 {
-                let f: fn($t, u64, u64) -> u64 = $hash;
-                f(*self, seed, hashkey0)
+            fn hash(&self, seed: u64, key: &FallbackKey, _rand: &FastRand) -> u64 {
+                let f: fn($t, u64, &FallbackKey) -> u64 = $hash;
+                f(*self, seed, key)
             }
             #[inline(always)]
             fn equal(&self, other: &Self) -> Result<bool, Infallible> {
@@ -82,8 +83,8 @@ impl MapKey for f64 {
     const REFLEXIVE: bool = false;
     const NEED_KEY_UPDATE: bool = true;
     #[inline(always)]
-    fn hash(&self, seed: u64, hashkey0: u64, rand: &FastRand) -> u64 {
-        hash::f64hash(*self, seed, hashkey0, || rand.fastrand())
+    fn hash(&self, seed: u64, key: &FallbackKey, rand: &FastRand) -> u64 {
+        hash::f64hash(*self, seed, key, || key.nan_draw(rand))
     }
     #[inline(always)]
     fn equal(&self, other: &Self) -> Result<bool, Infallible> {
@@ -105,8 +106,8 @@ impl MapKey for f32 {
     const REFLEXIVE: bool = false;
     const NEED_KEY_UPDATE: bool = true;
     #[inline(always)]
-    fn hash(&self, seed: u64, hashkey0: u64, rand: &FastRand) -> u64 {
-        hash::f32hash(*self, seed, hashkey0, || rand.fastrand())
+    fn hash(&self, seed: u64, key: &FallbackKey, rand: &FastRand) -> u64 {
+        hash::f32hash(*self, seed, key, || key.nan_draw(rand))
     }
     #[inline(always)]
     fn equal(&self, other: &Self) -> Result<bool, Infallible> {
@@ -132,8 +133,8 @@ impl MapKey for Box<str> {
     const REFLEXIVE: bool = true;
     const NEED_KEY_UPDATE: bool = false;
     #[inline(always)]
-    fn hash(&self, seed: u64, hashkey0: u64, _rand: &FastRand) -> u64 {
-        hash::memhash(self.as_bytes(), seed, hashkey0)
+    fn hash(&self, seed: u64, key: &FallbackKey, _rand: &FastRand) -> u64 {
+        hash::memhash(self.as_bytes(), seed, key)
     }
     #[inline(always)]
     fn equal(&self, other: &Self) -> Result<bool, Infallible> {
@@ -153,8 +154,8 @@ impl MapKey for Box<[u8]> {
     const REFLEXIVE: bool = true;
     const NEED_KEY_UPDATE: bool = false;
     #[inline(always)]
-    fn hash(&self, seed: u64, hashkey0: u64, _rand: &FastRand) -> u64 {
-        hash::memhash(self, seed, hashkey0)
+    fn hash(&self, seed: u64, key: &FallbackKey, _rand: &FastRand) -> u64 {
+        hash::memhash(self, seed, key)
     }
     #[inline(always)]
     fn equal(&self, other: &Self) -> Result<bool, Infallible> {

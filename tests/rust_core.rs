@@ -21,6 +21,7 @@ use gomap::flags::{FlagWord, ITERATOR, OLD_ITERATOR, SAME_SIZE_GROW};
 use gomap::hmap::{BucketView, HIter, HMap, OldView, BUCKET_CNT};
 use gomap::kinds::MapKey;
 use gomap::rand::FastRand;
+use gomap::release::GoRelease;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -295,7 +296,7 @@ impl TK for Box<[u8]> {
 }
 
 fn khash<K: TK>(h: &HMap<K, i64>, k: &K) -> u64 {
-    MapKey::hash(k, h.hash0 as u64, h.hashkey[0], &h.rand)
+    MapKey::hash(k, h.hash0 as u64, h.fallback_key(), &h.rand)
 }
 
 // ---------------------------------------------------------------------------
@@ -395,7 +396,7 @@ struct Harness<K: TK> {
 
 impl<K: TK> Harness<K> {
     fn new(hint: usize, seed: u64) -> Harness<K> {
-        let h = HMap::makemap(hint, hashkey_for(seed), FastRand::new(splitmix(seed ^ 0x5eed), None));
+        let h = HMap::makemap(hint, hashkey_for(seed), FastRand::new(splitmix(seed ^ 0x5eed), None), GoRelease::Go119);
         let hs = Harness {
             h,
             fl: FlagWord::new(),
@@ -1055,7 +1056,7 @@ fn load_factor_thresholds_are_exact() {
     for (hint, want_b) in
         [(0, 0), (8, 0), (9, 1), (13, 1), (14, 2), (26, 2), (27, 3), (52, 3), (53, 4), (104, 4), (105, 5)]
     {
-        let h = HMap::<i64, i64>::makemap(hint, HK, FastRand::new(1, None));
+        let h = HMap::<i64, i64>::makemap(hint, HK, FastRand::new(1, None), GoRelease::Go119);
         assert_eq!(h.b, want_b, "makemap({hint})");
         assert_eq!(h.snapshot_buckets().is_some(), want_b > 0, "makemap({hint}) allocates buckets iff B > 0");
     }
@@ -1334,7 +1335,7 @@ fn hash0_draws_on_makemap_clear_and_delete_to_empty() {
     ];
     let (r, used) = external(&draws);
     let fl = FlagWord::new();
-    let mut h = HMap::<i64, i64>::makemap(0, HK, r);
+    let mut h = HMap::<i64, i64>::makemap(0, HK, r, GoRelease::Go119);
     assert_eq!(h.hash0, 0x1111_2222);
     assert_eq!(used.load(Ordering::SeqCst), 1);
     for k in 0..100 {
@@ -1408,7 +1409,7 @@ fn hash0_draws_on_makemap_clear_and_delete_to_empty() {
 fn nodraw_iterator_reset_tables_and_shrink_draw_nothing() {
     let (r, used) = external(&[0x77, 1, 2, 3, 4, 5, 6, 7, 8]);
     let mut hs = Harness::<i64> {
-        h: HMap::makemap(0, HK, r),
+        h: HMap::makemap(0, HK, r, GoRelease::Go119),
         fl: FlagWord::new(),
         model: HashMap::new(),
         present: Vec::new(),
@@ -1503,7 +1504,7 @@ fn shrink_mid_growth_and_with_held_iterators() {
 #[cfg_attr(debug_assertions, ignore = "large; run with --release")]
 fn large_map_past_b16() {
     let fl = FlagWord::new();
-    let mut h = HMap::<u64, i64>::makemap(0, HK, FastRand::new(5, None));
+    let mut h = HMap::<u64, i64>::makemap(0, HK, FastRand::new(5, None), GoRelease::Go119);
     let n = 13 * (1u64 << 14) + 1000; // past the B=15 -> 16 threshold (13 * 2^15 / 2)
     for k in 0..n {
         assert_eq!(h.mapassign(&fl, u64::from_idx(k), k as i64).unwrap(), None);
@@ -1537,7 +1538,7 @@ fn iteration_start_bucket_and_offset_from_draw() {
         for r in [0u64, 1, 7, 0x5a5a_5a5a, 0xffff_ffff, 0x0123_4567_89ab_cdef, 1 << 40 | 0x38] {
             let (fr, used) = external(&[0xdead_beef, r]);
             let mut hs = Harness::<i64> {
-                h: HMap::makemap(0, HK, fr),
+                h: HMap::makemap(0, HK, fr, GoRelease::Go119),
                 fl: FlagWord::new(),
                 model: HashMap::new(),
                 present: Vec::new(),
@@ -2064,4 +2065,92 @@ fn miri_smoke_owned_keys() {
     drop(h);
     drop(its);
     drop(li);
+}
+
+// ---------------------------------------------------------------------------
+// Go releases (docs/go-releases.md): what differs between 1.19 and 1.24.
+// ---------------------------------------------------------------------------
+
+/// Inserts 1..=n (as n*3) into a fresh map of release `go`, finishing every
+/// grow at once; the counts at which B went up.
+fn grow_points(go: GoRelease, n: i64) -> Vec<i64> {
+    let fl = FlagWord::new();
+    let mut h = HMap::<i64, i64>::makemap(0, HK, FastRand::new(1, None), go);
+    let mut at = Vec::new();
+    for i in 1..=n {
+        let b = h.b;
+        h.mapassign(&fl, i * 3, 0).unwrap();
+        if h.b != b {
+            at.push(i);
+        }
+        if h.growing() {
+            h.finish_growth(&fl);
+        }
+    }
+    at
+}
+
+#[test]
+fn go121_load_factor_is_six_the_others_six_and_a_half() {
+    // Go 1.21: loadFactorNum = (bucketCnt*13/16)*loadFactorDen = 6*2 = 12.
+    for (hint, want_b) in [(8, 0), (9, 1), (12, 1), (13, 2), (24, 2), (25, 3), (48, 3), (49, 4), (96, 4), (97, 5)] {
+        let h = HMap::<i64, i64>::makemap(hint, HK, FastRand::new(1, None), GoRelease::Go121);
+        assert_eq!(h.b, want_b, "Go 1.21 makemap({hint})");
+    }
+    assert_eq!(grow_points(GoRelease::Go121, 800), vec![9, 13, 25, 49, 97, 193, 385, 769]);
+    for go in GoRelease::ALL.into_iter().filter(|&g| g != GoRelease::Go121) {
+        for (hint, want_b) in [(9, 1), (13, 1), (14, 2), (26, 2), (27, 3), (52, 3), (53, 4)] {
+            let h = HMap::<i64, i64>::makemap(hint, HK, FastRand::new(1, None), go);
+            assert_eq!(h.b, want_b, "{go:?} makemap({hint})");
+        }
+        assert_eq!(grow_points(go, 800), vec![9, 14, 27, 53, 105, 209, 417], "{go:?}");
+    }
+}
+
+/// Where each of `keys` lands (bucket index, tophash) in a map of release `go`
+/// with hint 1000 (B = 8), the same hashkey and hash0.
+fn placements<K: MapKey + Clone>(go: GoRelease, keys: &[K]) -> Vec<(usize, u8)> {
+    let h = HMap::<K, i64>::makemap(1000, HK, FastRand::new(1, Some(Box::new(vec![77u64].into_iter()))), go);
+    assert_eq!(h.hash0, 77);
+    keys.iter()
+        .map(|k| {
+            let hash = MapKey::hash(k, h.hash0 as u64, h.fallback_key(), &h.rand);
+            (hash as usize & ((1 << h.b) - 1), (hash >> 56) as u8)
+        })
+        .collect()
+}
+
+#[test]
+fn go123_fallback_hash_uses_every_hashkey_word() {
+    let ints: Vec<i64> = (0..64).map(|i| i * 7919).collect();
+    let strs: Vec<Box<str>> = (0..64).map(|i| format!("key-{i}-{}", "x".repeat(i % 60)).into()).collect();
+    let base = placements(GoRelease::Go119, &ints);
+    let base_s = placements(GoRelease::Go119, &strs);
+    for go in GoRelease::ALL {
+        let old = go < GoRelease::Go123;
+        assert_eq!(placements(go, &ints) == base, old, "{go:?} int64 placement");
+        assert_eq!(placements(go, &strs) == base_s, old, "{go:?} string placement");
+    }
+    assert_eq!(placements(GoRelease::Go123, &strs), placements(GoRelease::Go124, &strs));
+}
+
+#[test]
+fn release_survives_copy_and_draw_widths_follow_it() {
+    let fl = FlagWord::new();
+    for go in GoRelease::ALL {
+        // hash0, then the iteration start: a 64-bit draw whose low bits pick bucket 5,
+        // offset 3 at B = 3 (the high bits only matter for B > 28).
+        let draws = vec![0x1234_5678_9abc_def0u64, 0xffff_ffff_0000_0000 | 5 | (3 << 3)];
+        let mut h = HMap::<i64, i64>::makemap(40, HK, FastRand::new(1, Some(Box::new(draws.into_iter()))), go);
+        assert_eq!(h.hash0, 0x9abc_def0, "{go:?}: hash0 is the low 32 bits of a draw");
+        assert_eq!(h.b, 3);
+        for i in 0..20 {
+            h.mapassign(&fl, i, i).unwrap();
+        }
+        let it = h.mapiterinit(&fl);
+        assert_eq!(it.start(), (5, 3), "{go:?}");
+        let c = h.clone_with(|v| *v);
+        assert_eq!(c.go, go);
+        assert_eq!(c.fallback_key(), h.fallback_key());
+    }
 }

@@ -968,6 +968,7 @@ def test_snapshot_fresh_and_first_insert():
         "hash0": 42,
         "nevacuate": 0,
         "growing": False,
+        "go": "1.19",
         "buckets": None,
         "oldbuckets": None,
     }

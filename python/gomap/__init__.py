@@ -1,4 +1,5 @@
-"""gomap: Go's classic runtime map (Go 1.19-1.23 ``runtime/map.go``) for Python.
+"""gomap: Go's classic runtime map (Go 1.19-1.24 ``runtime/map.go``, the release
+chosen per map with ``Map(go=...)``) for Python.
 
 ``gomap.Map`` reproduces the Go runtime bit for bit (buckets, tophash bytes,
 overflow chains, growth, iteration order) given Go's ``hashkey`` and random

@@ -187,8 +187,8 @@ impl MapKey for ObjKey {
     const REFLEXIVE: bool = true; // identity implies equality, as in dict
     const NEED_KEY_UPDATE: bool = false; // dict keeps the first key object
     #[inline]
-    fn hash(&self, seed: u64, hashkey0: u64, _rand: &FastRand) -> u64 {
-        hash::memhash64(self.hash as u64, seed, hashkey0)
+    fn hash(&self, seed: u64, key: &hash::FallbackKey, _rand: &FastRand) -> u64 {
+        hash::memhash64(self.hash as u64, seed, key)
     }
     #[inline]
     fn equal(&self, other: &Self) -> PyResult<bool> {

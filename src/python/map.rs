@@ -17,6 +17,7 @@ use super::ConcurrentMapError;
 use crate::flags::{FlagWord, Misuse};
 use crate::hmap::{BucketView, HMap, OldView};
 use crate::rand::{ExternalDraws, FastRand};
+use crate::release::GoRelease;
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -175,6 +176,11 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
         self.read(false, |h, _| Ok(h.hashkey))
     }
 
+    /// The Go release the map follows (fixed at creation).
+    pub fn go(&self) -> PyResult<GoRelease> {
+        self.read(false, |h, _| Ok(h.go))
+    }
+
     pub fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.read(false, |h, fl| {
             let d = PyDict::new(py);
@@ -185,6 +191,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
             d.set_item("hash0", h.hash0)?;
             d.set_item("nevacuate", h.nevacuate)?;
             d.set_item("growing", h.growing())?;
+            d.set_item("go", h.go.name())?;
             let chain = |c: &Vec<BucketView<'_, K, V>>| -> PyResult<Bound<'py, PyList>> {
                 let l = PyList::empty(py);
                 for bv in c {
@@ -259,6 +266,9 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
             d.set_item("same_size_grow", fl.has(crate::flags::SAME_SIZE_GROW))?;
             d.set_item("nevacuate", s.nevacuate)?;
             d.set_item("bytes", s.bytes)?;
+            d.set_item("go", h.go.name())?;
+            // Go grows when count > loadFactorNum * 2^B / loadFactorDen.
+            d.set_item("load_factor_max", h.go.load_factor_num() as f64 / crate::hmap::LOAD_FACTOR_DEN as f64)?;
             Ok(d)
         })
     }
@@ -401,8 +411,9 @@ fn random_hashkey() -> [u64; 4] {
     [r.fastrand64() | 1, r.fastrand64() | 1, r.fastrand64() | 1, r.fastrand64() | 1]
 }
 
-/// Go's classic map (`runtime/map.go`, Go 1.19–1.23), bit-exact with the Go
-/// runtime given its `hashkey` and random draws. See the module documentation.
+/// Go's classic map (`runtime/map.go`, Go 1.19–1.24 with `noswissmap`, the
+/// release chosen per map with `go=`), bit-exact with the Go runtime given its
+/// `hashkey` and random draws. See the module documentation.
 #[pyclass(module = "gomap._core", name = "Map", frozen, mapping, weakref, subclass)]
 pub struct Map {
     pub(crate) inner: AnyMap,
@@ -457,7 +468,7 @@ impl Map {
 #[pymethods]
 impl Map {
     #[new]
-    #[pyo3(signature = (key = None, value = None, hint = 0, *, items = None, hashkey = None, rand = None))]
+    #[pyo3(signature = (key = None, value = None, hint = 0, *, items = None, hashkey = None, rand = None, go = None))]
     fn py_new(
         py: Python<'_>,
         key: Option<&Bound<'_, PyAny>>,
@@ -466,7 +477,9 @@ impl Map {
         items: Option<&Bound<'_, PyAny>>,
         hashkey: Option<&Bound<'_, PyAny>>,
         rand: Option<&Bound<'_, PyAny>>,
+        go: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Map> {
+        let go = parse_go(go)?;
         let key_kind = match key {
             Some(k) => kind_name(py, k, false)?,
             None => "object",
@@ -523,9 +536,9 @@ impl Map {
             }
         };
         let rand = FastRand::from_os(external);
-        let inner =
-            construct!(AnyMap, key_kind, value_kind, <K, V> => Shared::new(HMap::<K, V>::makemap(hint, hashkey, rand)))
-                .expect("kinds validated above");
+        let inner = construct!(AnyMap, key_kind, value_kind, <K, V> =>
+            Shared::new(HMap::<K, V>::makemap(hint, hashkey, rand, go)))
+        .expect("kinds validated above");
         let map = Map { inner, key_kind, value_kind };
         if let Some(items) = items {
             // Go 1.23's maps.Collect: the entries assigned in order on the new map.
@@ -551,6 +564,12 @@ impl Map {
     fn hashkey(&self) -> PyResult<(u64, u64, u64, u64)> {
         let h = dispatch!(AnyMap, &self.inner, m => m.hashkey())?;
         Ok((h[0], h[1], h[2], h[3]))
+    }
+
+    /// The Go release this map follows: "1.19" … "1.24" (the `go=` argument).
+    #[getter]
+    fn go(&self) -> PyResult<&'static str> {
+        Ok(dispatch!(AnyMap, &self.inner, m => m.go())?.name())
     }
 
     fn __len__(&self) -> PyResult<usize> {
@@ -799,7 +818,17 @@ impl Map {
         let key = PyString::new(py, me.key_kind);
         let value = PyString::new(py, me.value_kind);
         let hk = PyTuple::new(py, me.hashkey()?.into_pyobject(py)?.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
-        let new = Map::py_new(py, Some(key.as_any()), Some(value.as_any()), 0, Some(other), Some(hk.as_any()), None)?;
+        let go = PyString::new(py, me.go()?);
+        let new = Map::py_new(
+            py,
+            Some(key.as_any()),
+            Some(value.as_any()),
+            0,
+            Some(other),
+            Some(hk.as_any()),
+            None,
+            Some(go.as_any()),
+        )?;
         new.update(Some(slf.as_any()), None)?;
         Ok(Bound::new(py, new)?.into_any().unbind())
     }
@@ -816,7 +845,7 @@ impl Map {
     /// `dict.fromkeys`. The kinds are keyword-only because `value` is the fill
     /// value; `hint`, `hashkey` and `rand` are the constructor's.
     #[classmethod]
-    #[pyo3(signature = (keys, value = None, *, key_kind = None, value_kind = None, hint = 0, hashkey = None, rand = None))]
+    #[pyo3(signature = (keys, value = None, *, key_kind = None, value_kind = None, hint = 0, hashkey = None, rand = None, go = None))]
     #[allow(clippy::too_many_arguments)]
     fn fromkeys<'py>(
         cls: &Bound<'py, PyType>,
@@ -827,11 +856,13 @@ impl Map {
         hint: i64,
         hashkey: Option<&Bound<'py, PyAny>>,
         rand: Option<&Bound<'py, PyAny>>,
+        go: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = cls.py();
         let kw = PyDict::new(py);
         kw.set_item("hashkey", hashkey)?;
         kw.set_item("rand", rand)?;
+        kw.set_item("go", go)?;
         let m = cls.call((key_kind, value_kind, hint), Some(&kw))?;
         let none = py.None().into_bound(py);
         let value = value.unwrap_or(&none);
@@ -842,12 +873,12 @@ impl Map {
     }
 
     /// `Map.collect(items, key=None, value=None, hint=0, *, hashkey=None,
-    /// rand=None)`: Go 1.23's `maps.Collect`, the same as
+    /// rand=None, go=None)`: Go 1.23's `maps.Collect`, the same as
     /// `Map(key, value, hint, items=items, ...)`: a new map with every
     /// `(key, value)` of `items` (a mapping or an iterable of pairs) assigned in
     /// order; a later pair wins over an earlier one with the same key.
     #[classmethod]
-    #[pyo3(signature = (items, key = None, value = None, hint = 0, *, hashkey = None, rand = None))]
+    #[pyo3(signature = (items, key = None, value = None, hint = 0, *, hashkey = None, rand = None, go = None))]
     fn collect<'py>(
         cls: &Bound<'py, PyType>,
         items: &Bound<'py, PyAny>,
@@ -856,11 +887,13 @@ impl Map {
         hint: i64,
         hashkey: Option<&Bound<'py, PyAny>>,
         rand: Option<&Bound<'py, PyAny>>,
+        go: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let kw = PyDict::new(cls.py());
         kw.set_item("items", items)?;
         kw.set_item("hashkey", hashkey)?;
         kw.set_item("rand", rand)?;
+        kw.set_item("go", go)?;
         cls.call((key, value, hint), Some(&kw))
     }
 
@@ -950,7 +983,7 @@ impl Map {
         Ok(format!("{head}{{{}}}", body?))
     }
 
-    /// Pickles as the kinds, hashkey and hash0 plus the items, set on the new
+    /// Pickles as the kinds, hashkey, hash0 and Go release plus the items, set on the new
     /// map after it exists (so a map that contains itself pickles).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
@@ -958,8 +991,9 @@ impl Map {
         let items = dispatch!(AnyMap, &me.inner, m => m.items(py))?;
         let hash0 = dispatch!(AnyMap, &me.inner, m => m.hash0())?;
         let hk = me.hashkey()?;
+        let go = dispatch!(AnyMap, &me.inner, m => m.go())?.name();
         let rebuild = py.import("gomap._core")?.getattr("_rebuild")?;
-        let args = (me.key_kind, me.value_kind, hk, hash0, items.len()).into_pyobject(py)?;
+        let args = (me.key_kind, me.value_kind, hk, hash0, items.len(), go).into_pyobject(py)?;
         let items = PyList::new(py, items.iter().map(|(k, v)| (k.clone_ref(py), v.clone_ref(py))))?;
         PyTuple::new(
             py,
@@ -982,9 +1016,11 @@ impl Map {
     }
 }
 
-/// Unpickling: an empty map with the same kinds, hashkey and hash0, sized for
-/// `hint` entries; pickle then sets the items.
+/// Unpickling: an empty map with the same kinds, hashkey, hash0 and Go release,
+/// sized for `hint` entries; pickle then sets the items. (Pickles made before
+/// releases were selectable have no `go`: they were Go 1.19 maps.)
 #[pyfunction]
+#[pyo3(signature = (key, value, hashkey, hash0, hint, go = None))]
 pub fn _rebuild(
     py: Python<'_>,
     key: &Bound<'_, PyAny>,
@@ -992,7 +1028,28 @@ pub fn _rebuild(
     hashkey: &Bound<'_, PyAny>,
     hash0: u32,
     hint: i64,
+    go: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Map> {
     let draws = PyList::new(py, [hash0])?;
-    Map::py_new(py, Some(key), Some(value), hint, None, Some(hashkey), Some(draws.as_any()))
+    Map::py_new(py, Some(key), Some(value), hint, None, Some(hashkey), Some(draws.as_any()), go)
+}
+
+/// The `go=` argument: None (the default release, Go 1.19) or "1.19" … "1.24".
+fn parse_go(go: Option<&Bound<'_, PyAny>>) -> PyResult<GoRelease> {
+    let Some(go) = go.filter(|g| !g.is_none()) else { return Ok(GoRelease::default()) };
+    let names = || GoRelease::ALL.map(|r| r.name()).join(", ");
+    let Ok(text) = go.cast::<PyString>() else {
+        return Err(PyTypeError::new_err(format!(
+            "go must be a Go release as a string (one of {}), not {}",
+            names(),
+            go.get_type().name()?
+        )));
+    };
+    let text = text.to_str()?;
+    GoRelease::parse(text).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unsupported Go release {text:?}; expected one of {} (the releases with the classic map)",
+            names()
+        ))
+    })
 }

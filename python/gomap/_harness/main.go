@@ -57,7 +57,8 @@ var hashkey [4]uintptr
 //go:linkname mapclear runtime.mapclear
 func mapclear(t unsafe.Pointer, h unsafe.Pointer)
 
-// hmap mirrors the runtime's map header (Go 1.19 .. 1.23).
+// hmap mirrors the runtime's map header (Go 1.19 .. 1.24 noswissmap; 1.24 appends
+// clearSeq, which is not read).
 type hmap struct {
 	count      int
 	flags      uint8
@@ -83,7 +84,8 @@ type eface struct {
 	data unsafe.Pointer
 }
 
-// hiter mirrors reflect's copy of the runtime hiter.
+// hiter mirrors reflect's copy of the runtime hiter (its first twelve words: Go 1.24
+// appends clearSeq).
 type hiter struct {
 	key         unsafe.Pointer
 	elem        unsafe.Pointer
