@@ -208,6 +208,30 @@ impl<K, V> Bucket<K, V> {
     }
 }
 
+/// A hint to start loading every cache line of the bucket at `b` (a no-op where
+/// the target has no stable prefetch instruction). Never faults, whatever `b` is.
+#[inline(always)]
+fn prefetch_bucket<K, V>(b: *const Bucket<K, V>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = b as *const i8;
+        let size = std::mem::size_of::<Bucket<K, V>>();
+        let mut off = 0;
+        while off < size {
+            // SAFETY: a prefetch is only a hint: it never faults and reads nothing
+            // the program can observe, for any address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
+            off += 64;
+        }
+        // The last line, when the bucket straddles one more line than size/64.
+        // SAFETY: as above.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(size - 1)) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = b;
+}
+
 /// `evacuated(b)`.
 ///
 /// # Safety
@@ -365,6 +389,10 @@ pub struct HIter<K, V> {
     buckets: Option<Arc<Table<K, V>>>,
     /// Keeps the old array alive while `bptr` walks one of its chains.
     old_hold: Option<Arc<Table<K, V>>>,
+    /// The array `old_hold` let go of during the last step, if that was its last
+    /// reference: the caller drops it after the read (dropping an array drops
+    /// its entries, which may be Python objects). See [`HIter::take_released`].
+    released: Option<Arc<Table<K, V>>>,
     b: u8,
     start_bucket: usize,
     offset: u8,
@@ -389,6 +417,24 @@ impl<K, V> HIter<K, V> {
     }
     pub fn start(&self) -> (usize, u8) {
         (self.start_bucket, self.offset)
+    }
+
+    /// The array the last `mapiternext` stopped holding, to be dropped by the
+    /// caller once its read is over (usually `None`: no atomic operation).
+    pub fn take_released(&mut self) -> Option<Arc<Table<K, V>>> {
+        self.released.take()
+    }
+
+    /// Replaces `old_hold` without dropping an array inside the step: the value
+    /// held before the step goes to `released`. Any other value replaced in the
+    /// same step was cloned from the map's `oldbuckets` during this step, and the
+    /// map still holds that array, so dropping it only decrements a count.
+    #[inline]
+    fn set_old_hold(&mut self, to: Option<Arc<Table<K, V>>>) {
+        let prev = std::mem::replace(&mut self.old_hold, to);
+        if prev.is_some() && self.released.is_none() {
+            self.released = prev;
+        }
     }
 }
 
@@ -515,15 +561,32 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
     }
 
     /// Looks `key` up as `mapaccessK` does; `(bucket, slot)` of the entry.
+    #[inline]
     fn lookup(&self, fl: &FlagWord, key: &K, hash: u64) -> Result<Option<(*mut Bucket<K, V>, usize)>, K::Error> {
+        self.lookup_by(fl, hash, |k| key.equal(k))
+    }
+
+    /// The lookup of `mapaccessK` for a key given by its hash and an equality
+    /// test against stored keys.
+    #[inline]
+    fn lookup_by<E>(
+        &self,
+        fl: &FlagWord,
+        hash: u64,
+        mut eq: impl FnMut(&K) -> Result<bool, E>,
+    ) -> Result<Option<(*mut Bucket<K, V>, usize)>, E> {
         let Some(t) = self.buckets.as_ref() else { return Ok(None) };
         let mut m = bucket_mask(self.b);
         let mut b = t.bucket(hash as usize & m);
+        // Issue every cache line of the bucket at once, so that the misses on its
+        // tophash, key and elem lines overlap instead of following each other.
+        prefetch_bucket(b);
         if let Some(c) = self.oldbuckets.as_ref() {
             if !fl.has(SAME_SIZE_GROW) {
                 m >>= 1;
             }
             let oldb = c.bucket(hash as usize & m);
+            prefetch_bucket(oldb);
             // SAFETY: oldb is a live bucket of the old array.
             if !unsafe { evacuated(oldb) } {
                 b = oldb;
@@ -536,7 +599,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             let stop = g.match_byte(EMPTY_REST).lowest();
             for i in g.match_byte(top).below(stop.unwrap_or(BUCKET_CNT)) {
                 // SAFETY: tophash >= MIN_TOP_HASH, so slot i holds a key.
-                if key.equal(unsafe { Bucket::key(b, i) })? {
+                if eq(unsafe { Bucket::key(b, i) })? {
                     return Ok(Some((b, i)));
                 }
             }
@@ -545,11 +608,15 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             }
             // SAFETY: live bucket.
             b = unsafe { Bucket::overflow(b) };
+            if !b.is_null() {
+                prefetch_bucket(b);
+            }
         }
         Ok(None)
     }
 
     /// `mapaccess2`.
+    #[inline]
     pub fn mapaccess(&self, fl: &FlagWord, key: &K) -> Result<Option<&V>, K::Error> {
         if self.count == 0 {
             return Ok(None);
@@ -557,6 +624,48 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         let hash = self.hash(key);
         // SAFETY: a found slot holds a live entry, borrowed no longer than `self`.
         Ok(self.lookup(fl, key, hash)?.map(|(b, i)| unsafe { Bucket::elem(b, i) }))
+    }
+
+    /// `mapaccess2` for a key whose hash the caller computed: `hash_with(seed,
+    /// hashkey0)` must return exactly what `K::hash` would for the key, and `eq`
+    /// must be `K::equal` against it. Lets a lookup borrow the caller's bytes
+    /// instead of building an owned key, and a batch hash its keys ahead.
+    #[inline]
+    pub fn mapaccess_hashed(
+        &self,
+        fl: &FlagWord,
+        hash_with: impl FnOnce(u64, u64) -> u64,
+        eq: impl FnMut(&K) -> Result<bool, K::Error>,
+    ) -> Result<Option<&V>, K::Error> {
+        if self.count == 0 {
+            return Ok(None);
+        }
+        let hash = hash_with(self.hash0 as u64, self.hashkey[0]);
+        // SAFETY: as in mapaccess.
+        Ok(self.lookup_by(fl, hash, eq)?.map(|(b, i)| unsafe { Bucket::elem(b, i) }))
+    }
+
+    /// The hash `K::hash` gives `key` in this map, for a batch that hashes its keys
+    /// ahead and hands them to [`HMap::mapaccess_hashed`] or [`HMap::prefetch`].
+    /// Must not be called for a key whose hash draws (a NaN float).
+    #[inline]
+    pub fn key_hash(&self, key: &K) -> u64 {
+        self.hash(key)
+    }
+
+    /// Starts loading the bucket (and during growth the old bucket) that a key
+    /// of hash `hash` lives in, for a batch that looks keys up a few ahead.
+    #[inline]
+    pub fn prefetch(&self, fl: &FlagWord, hash: u64) {
+        let Some(t) = self.buckets.as_ref() else { return };
+        let mut m = bucket_mask(self.b);
+        prefetch_bucket(t.bucket(hash as usize & m));
+        if let Some(c) = self.oldbuckets.as_ref() {
+            if !fl.has(SAME_SIZE_GROW) {
+                m >>= 1;
+            }
+            prefetch_bucket(c.bucket(hash as usize & m));
+        }
     }
 
     /// `mapaccessK`: the stored key and its elem.
@@ -972,6 +1081,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         let mut it = HIter {
             buckets: None,
             old_hold: None,
+            released: None,
             b: self.b,
             start_bucket: 0,
             offset: 0,
@@ -1005,6 +1115,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         HIter {
             buckets: self.buckets.clone(),
             old_hold: None,
+            released: None,
             b: self.b,
             start_bucket: 0,
             offset: 0,
@@ -1023,7 +1134,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         if it.done || it.epoch != self.epoch {
             // Cleared under the iterator: Go would read zeroed memory; stop.
             it.done = true;
-            it.old_hold = None;
+            it.set_old_hold(None);
             return Ok(None);
         }
         let same_size = fl.has(SAME_SIZE_GROW);
@@ -1038,7 +1149,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                 if b.is_null() {
                     if bucket == it.start_bucket && it.wrapped {
                         it.done = true;
-                        it.old_hold = None;
+                        it.set_old_hold(None);
                         return Ok(None);
                     }
                     if self.growing() && it.b == self.b {
@@ -1052,16 +1163,18 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                         b = old.bucket(oldbucket);
                         if !evacuated(b) {
                             check_bucket = bucket;
-                            it.old_hold = Some(old.clone());
+                            if !it.old_hold.as_ref().is_some_and(|o| Arc::ptr_eq(o, old)) {
+                                it.set_old_hold(Some(old.clone()));
+                            }
                         } else {
                             b = it.buckets.as_ref().unwrap().bucket(bucket);
                             check_bucket = NO_CHECK;
-                            it.old_hold = None;
+                            it.set_old_hold(None);
                         }
                     } else {
                         b = it.buckets.as_ref().unwrap().bucket(bucket);
                         check_bucket = NO_CHECK;
-                        it.old_hold = None;
+                        it.set_old_hold(None);
                     }
                     bucket += 1;
                     if bucket == bucket_shift(it.b) {

@@ -59,6 +59,69 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
         f(unsafe { &mut *self.h.get() }, &self.flags)
     }
 
+    /// Runs `f` as a read made while attached to the interpreter.
+    ///
+    /// On GIL builds this counts no reader, so it costs no atomic
+    /// read-modify-write: the GIL is held from the check to the end of `f`, and
+    /// every write claim is taken while attached (batch writes claim before they
+    /// release the GIL), so no write can begin before `f` returns, provided `f`
+    /// runs no Python code, allocates no GC-tracked object (which could start a
+    /// collection and run finalizers) and releases no Python object; a write
+    /// already in progress, attached or not, is in the flag word and refuses
+    /// the read. (PyO3 refuses to load the module in a subinterpreter, so one
+    /// GIL guards every user of a map.) On free-threaded builds this is
+    /// [`Shared::read`].
+    #[inline]
+    pub fn read_attached<R>(
+        &self,
+        _py: Python<'_>,
+        iterating: bool,
+        f: impl FnOnce(&HMap<K, V>, &FlagWord) -> PyResult<R>,
+    ) -> PyResult<R> {
+        #[cfg(not(Py_GIL_DISABLED))]
+        {
+            self.flags.check_no_writer(iterating).map_err(misuse)?;
+            // SAFETY: no write is in progress, and none can begin before `f`
+            // returns (see above), so nothing mutates the map meanwhile.
+            f(unsafe { &*self.h.get() }, &self.flags)
+        }
+        #[cfg(Py_GIL_DISABLED)]
+        self.read(iterating, f)
+    }
+
+    /// Looks `key` up by the cheapest exact path and passes the elem found to
+    /// `f`, which runs inside the read and so must obey `read_attached`'s rules
+    /// whenever the key's lookup is pure: `str`/`bytes` probes borrow the
+    /// object's bytes, typed keys take no claim, `object` keys (whose `==` may
+    /// run anything) a counted read claim.
+    #[inline]
+    fn lookup_with<R>(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        f: impl FnOnce(Option<&V>) -> PyResult<R>,
+    ) -> PyResult<R> {
+        if let Some(bytes) = K::probe_bytes(key) {
+            return self.read_attached(py, false, |h, fl| {
+                let found = h
+                    .mapaccess_hashed(
+                        fl,
+                        |seed, hk0| crate::hash::memhash(bytes, seed, hk0),
+                        |k| Ok(k.key_bytes() == bytes),
+                    )
+                    .map_err(K::raise)?;
+                f(found)
+            });
+        }
+        let k = K::from_py(key)?;
+        if k.pure_lookup() {
+            self.read_attached(py, false, |h, fl| f(h.mapaccess(fl, &k).map_err(K::raise)?))
+        } else {
+            self.read(false, |h, fl| f(h.mapaccess(fl, &k).map_err(K::raise)?))
+        }
+        // `k` (an object key's reference) is released here, after the read.
+    }
+
     /// Read access for the GC's `__traverse__`, which must not fail or block:
     /// `None` while a write is in progress.
     fn try_read<R>(&self, f: impl FnOnce(&HMap<K, V>) -> R) -> Option<R> {
@@ -67,21 +130,19 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
         Some(f(unsafe { &*self.h.get() }))
     }
 
-    pub fn len(&self) -> PyResult<usize> {
-        self.read(false, |h, _| Ok(h.count))
+    pub fn len(&self, py: Python<'_>) -> PyResult<usize> {
+        self.read_attached(py, false, |h, _| Ok(h.count))
     }
 
+    #[inline]
     pub fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
-        let k = K::from_py(key)?;
-        self.read(false, |h, fl| match h.mapaccess(fl, &k).map_err(K::raise)? {
-            Some(v) => Ok(Some(v.to_py(py)?)),
-            None => Ok(None),
-        })
+        // `to_py` allocates no GC-tracked object (see `PyVal::to_py`).
+        self.lookup_with(py, key, |v| v.map(|v| v.to_py(py)).transpose())
     }
 
+    #[inline]
     pub fn contains(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let k = K::from_py(key)?;
-        self.read(false, |h, fl| Ok(h.mapaccess(fl, &k).map_err(K::raise)?.is_some()))
+        self.lookup_with(key.py(), key, |v| Ok(v.is_some()))
     }
 
     pub fn set(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -496,8 +557,8 @@ impl Map {
         Ok((h[0], h[1], h[2], h[3]))
     }
 
-    fn __len__(&self) -> PyResult<usize> {
-        dispatch!(AnyMap, &self.inner, m => m.len())
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        dispatch!(AnyMap, &self.inner, m => m.len(py))
     }
 
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -658,6 +719,27 @@ impl Map {
     /// Go's delete for every key; a NumPy bool array: which keys were present.
     fn delete_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         dispatch!(AnyMap, &self.inner, m => m.delete_many(py, keys))
+    }
+
+    /// The keys as a NumPy array (an object array for `string`, `bytes` and
+    /// `object` keys), in the order `iter(m)` would produce them: one Go
+    /// iteration, with its draw. Separate calls draw separately.
+    fn keys_array(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let (k, _) = dispatch!(AnyMap, &self.inner, m => m.export(py, true, false))?;
+        Ok(k.expect("asked for keys"))
+    }
+
+    /// The values as a NumPy array, in the order of one Go iteration (one draw).
+    fn values_array(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let (_, v) = dispatch!(AnyMap, &self.inner, m => m.export(py, false, true))?;
+        Ok(v.expect("asked for values"))
+    }
+
+    /// `(keys, values)` as two NumPy arrays from one Go iteration (one draw),
+    /// so `keys[i]` maps to `values[i]`.
+    fn items_arrays(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let (k, v) = dispatch!(AnyMap, &self.inner, m => m.export(py, true, true))?;
+        Ok((k.expect("asked for keys"), v.expect("asked for values")))
     }
 
     fn __copy__(&self, py: Python<'_>) -> PyResult<Map> {
