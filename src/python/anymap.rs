@@ -1,6 +1,6 @@
 use super::convert::ObjKey;
 use super::map::Shared;
-use crate::hmap::HMap;
+use crate::hmap::{AllocError, HMap};
 use crate::rand::FastRand;
 use pyo3::prelude::*;
 
@@ -39,37 +39,45 @@ pub enum AnyMap {
 }
 
 impl AnyMap {
-    pub fn new(key: &str, value: &str, hint: usize, hashkey: [u64; 4], rand: FastRand) -> Option<AnyMap> {
-        Some(match (key, value) {
-            ("int64", "int64") => AnyMap::I64I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("int64", "float64") => AnyMap::I64F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("int64", "object") => AnyMap::I64Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("int32", "int64") => AnyMap::I32I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("int32", "float64") => AnyMap::I32F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("int32", "object") => AnyMap::I32Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint64", "int64") => AnyMap::U64I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint64", "float64") => AnyMap::U64F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint64", "object") => AnyMap::U64Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint32", "int64") => AnyMap::U32I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint32", "float64") => AnyMap::U32F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("uint32", "object") => AnyMap::U32Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float64", "int64") => AnyMap::F64I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float64", "float64") => AnyMap::F64F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float64", "object") => AnyMap::F64Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float32", "int64") => AnyMap::F32I64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float32", "float64") => AnyMap::F32F64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("float32", "object") => AnyMap::F32Obj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("string", "int64") => AnyMap::StrI64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("string", "float64") => AnyMap::StrF64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("string", "object") => AnyMap::StrObj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("bytes", "int64") => AnyMap::BytesI64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("bytes", "float64") => AnyMap::BytesF64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("bytes", "object") => AnyMap::BytesObj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("object", "int64") => AnyMap::ObjI64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("object", "float64") => AnyMap::ObjF64(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            ("object", "object") => AnyMap::ObjObj(Shared::new(HMap::makemap(hint, hashkey, rand))),
-            _ => return None,
-        })
+    /// `Ok(None)` for an unknown pair of kinds; `Err` when the buckets for `hint`
+    /// cannot be allocated.
+    pub fn new(
+        key: &str,
+        value: &str,
+        hint: usize,
+        hashkey: [u64; 4],
+        rand: FastRand,
+    ) -> Result<Option<AnyMap>, AllocError> {
+        Ok(Some(match (key, value) {
+            ("int64", "int64") => AnyMap::I64I64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("int64", "float64") => AnyMap::I64F64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("int64", "object") => AnyMap::I64Obj(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("int32", "int64") => AnyMap::I32I64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("int32", "float64") => AnyMap::I32F64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("int32", "object") => AnyMap::I32Obj(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("uint64", "int64") => AnyMap::U64I64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("uint64", "float64") => AnyMap::U64F64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("uint64", "object") => AnyMap::U64Obj(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("uint32", "int64") => AnyMap::U32I64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("uint32", "float64") => AnyMap::U32F64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("uint32", "object") => AnyMap::U32Obj(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("float64", "int64") => AnyMap::F64I64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("float64", "float64") => AnyMap::F64F64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("float64", "object") => AnyMap::F64Obj(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("float32", "int64") => AnyMap::F32I64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("float32", "float64") => AnyMap::F32F64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("float32", "object") => AnyMap::F32Obj(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("string", "int64") => AnyMap::StrI64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("string", "float64") => AnyMap::StrF64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("string", "object") => AnyMap::StrObj(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("bytes", "int64") => AnyMap::BytesI64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("bytes", "float64") => AnyMap::BytesF64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("bytes", "object") => AnyMap::BytesObj(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("object", "int64") => AnyMap::ObjI64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("object", "float64") => AnyMap::ObjF64(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            ("object", "object") => AnyMap::ObjObj(Shared::new(HMap::try_makemap(hint, hashkey, rand)?)),
+            _ => return Ok(None),
+        }))
     }
 }
 

@@ -2,17 +2,38 @@
 //! key, which carries its Python hash so that growth never calls back into Python.
 
 use crate::hash;
+use crate::hmap::MapError;
 use crate::kinds::{MapKey, MapValue};
 use crate::rand::FastRand;
-use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::exceptions::{PyMemoryError, PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat, PyString};
 use std::convert::Infallible;
 
+/// The map needed memory it could not get; it holds the same entries as before.
+pub fn memory_error() -> PyErr {
+    PyMemoryError::new_err("gomap.Map: out of memory (the map is unchanged)")
+}
+
 pub trait PyKey: MapKey + Send + Sync {
+    /// The key to store: a value outside the kind is an error.
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self>;
+    /// The key to look up: `None` when `ob` is of the right type but no stored
+    /// key can equal it (a `str` with lone surrogates in a string map), so reads
+    /// answer "absent" where `from_py` refuses to store it.
+    fn from_py_lookup(ob: &Bound<'_, PyAny>) -> PyResult<Option<Self>> {
+        Self::from_py(ob).map(Some)
+    }
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>>;
-    fn raise(e: Self::Error) -> PyErr;
+    /// The exception for a failed equality test of this kind.
+    fn raise_key(e: Self::Error) -> PyErr;
+    /// The exception for an engine error: `MemoryError` when out of memory.
+    fn raise(e: impl Into<MapError<Self::Error>>) -> PyErr {
+        match e.into() {
+            MapError::Key(e) => Self::raise_key(e),
+            MapError::Alloc => memory_error(),
+        }
+    }
     /// Objects the key holds, for the GC.
     fn object(&self) -> Option<&Py<PyAny>> {
         None
@@ -101,7 +122,7 @@ macro_rules! int_kind {
             fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
                 Ok(self.into_pyobject(py)?.into_any().unbind())
             }
-            fn raise(e: Infallible) -> PyErr {
+            fn raise_key(e: Infallible) -> PyErr {
                 match e {}
             }
         }
@@ -119,7 +140,7 @@ impl PyKey for f64 {
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(PyFloat::new(py, *self).into_any().unbind())
     }
-    fn raise(e: Infallible) -> PyErr {
+    fn raise_key(e: Infallible) -> PyErr {
         match e {}
     }
 }
@@ -141,20 +162,27 @@ impl PyKey for f32 {
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(PyFloat::new(py, *self as f64).into_any().unbind())
     }
-    fn raise(e: Infallible) -> PyErr {
+    fn raise_key(e: Infallible) -> PyErr {
         match e {}
     }
 }
 
+/// A `str` with lone surrogates has no UTF-8 form, so it cannot be a Go string:
+/// storing it is `UnicodeEncodeError` (Python's own, from the UTF-8 codec);
+/// looking it up finds nothing.
 impl PyKey for Box<str> {
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
         let s = ob.cast::<PyString>().map_err(|_| kind_error(ob, "string", "key"))?;
         Ok(s.to_str()?.into())
     }
+    fn from_py_lookup(ob: &Bound<'_, PyAny>) -> PyResult<Option<Self>> {
+        let s = ob.cast::<PyString>().map_err(|_| kind_error(ob, "string", "key"))?;
+        Ok(s.to_str().ok().map(Into::into))
+    }
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(PyString::new(py, self).into_any().unbind())
     }
-    fn raise(e: Infallible) -> PyErr {
+    fn raise_key(e: Infallible) -> PyErr {
         match e {}
     }
 }
@@ -167,7 +195,7 @@ impl PyKey for Box<[u8]> {
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(PyBytes::new(py, self).into_any().unbind())
     }
-    fn raise(e: Infallible) -> PyErr {
+    fn raise_key(e: Infallible) -> PyErr {
         match e {}
     }
 }
@@ -213,7 +241,7 @@ impl PyKey for ObjKey {
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(self.obj.clone_ref(py))
     }
-    fn raise(e: PyErr) -> PyErr {
+    fn raise_key(e: PyErr) -> PyErr {
         e
     }
     fn object(&self) -> Option<&Py<PyAny>> {

@@ -10,14 +10,14 @@
 
 use super::anymap::dispatch;
 use super::convert::{PyKey, PyVal};
-use super::map::{Map, Shared};
+use super::map::{dispose, Map, Shared};
 use super::ConcurrentMapError;
 use crate::hmap::HIter;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::PyTraverseError;
-use std::sync::{Mutex, TryLockError};
+use std::sync::{Arc, Mutex, TryLockError};
 
 #[derive(Clone, Copy)]
 pub enum IterMode {
@@ -28,8 +28,11 @@ pub enum IterMode {
 
 trait IterState: Send {
     fn next(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>>;
-    /// The map the iterator holds, for the GC.
-    fn owner(&self) -> &Py<Map>;
+    /// Visits the map the iterator holds and every object in the arrays it
+    /// keeps alive that the map itself no longer reaches (an array let go of by
+    /// `clear`, a grow or `shrink` can hold this very iterator: a cycle only
+    /// this visit shows the GC).
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
 }
 
 struct TypedIter<K, V> {
@@ -44,11 +47,13 @@ struct TypedIter<K, V> {
 // `Shared` it points to is Sync, and `it` is Send.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for TypedIter<K, V> {}
 
-fn entry<K: PyKey, V: PyVal>(py: Python<'_>, mode: IterMode, k: &K, v: &V) -> PyResult<Py<PyAny>> {
+/// The entry's objects, taken under the read claim: references or untracked
+/// objects (int, float, str, bytes) only; the items tuple is built after.
+fn entry<K: PyKey, V: PyVal>(py: Python<'_>, mode: IterMode, k: &K, v: &V) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
     Ok(match mode {
-        IterMode::Keys => k.to_py(py)?,
-        IterMode::Values => v.to_py(py)?,
-        IterMode::Items => PyTuple::new(py, [k.to_py(py)?, v.to_py(py)?])?.into_any().unbind(),
+        IterMode::Keys => (k.to_py(py)?, None),
+        IterMode::Values => (v.to_py(py)?, None),
+        IterMode::Items => (k.to_py(py)?, Some(v.to_py(py)?)),
     })
 }
 
@@ -66,29 +71,79 @@ impl<K: PyKey, V: PyVal> IterState for TypedIter<K, V> {
         }
         // SAFETY: `owner` keeps the map, and so `*shared`, alive.
         let shared = unsafe { &*self.shared };
+        // The step may let go of an array (an old one it was walking): keep it
+        // alive until after the claim, so no entry is dropped under it.
+        let keep: [Option<Arc<_>>; 2] = {
+            let mut held = self.it.tables();
+            [held.next().cloned(), held.next().cloned()]
+        };
         let (it, mode) = (&mut self.it, self.mode);
-        shared.read(true, |h, fl| match h.mapiternext(fl, it).map_err(K::raise)? {
+        let got = shared.read(true, |h, fl| match h.mapiternext(fl, it).map_err(K::raise)? {
             Some((k, v)) => Ok(Some(entry(py, mode, k, v)?)),
             None => Ok(None),
+        });
+        drop(keep);
+        if self.it.finished() {
+            dispose(self.it.take_tables());
+        }
+        Ok(match got? {
+            None => None,
+            Some((x, None)) => Some(x),
+            Some((k, Some(v))) => Some(PyTuple::new(py, [k, v])?.into_any().unbind()),
         })
     }
 
-    fn owner(&self) -> &Py<Map> {
-        &self.owner
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.owner)?;
+        // SAFETY: `owner` keeps the map, and so `*shared`, alive.
+        let shared = unsafe { &*self.shared };
+        let mut result = Ok(());
+        // A busy map is skipped (never block in the GC): its objects then look
+        // referenced from outside, which at worst delays their collection.
+        shared.try_read(|h| {
+            for t in self.it.tables() {
+                // An array the map still reaches is the map's to visit; one held
+                // by several iterators is visited by none (each would count its
+                // references again).
+                if h.reaches(t) || Arc::strong_count(t) != 1 {
+                    continue;
+                }
+                // SAFETY: nobody writes an array the map no longer reaches, and
+                // the map's read claim is held.
+                unsafe {
+                    t.for_each_owned(&mut |k, v| {
+                        for o in [k.and_then(PyKey::object), v.and_then(PyVal::object)].into_iter().flatten() {
+                            if result.is_ok() {
+                                result = visit.call(o);
+                            }
+                        }
+                    })
+                };
+            }
+        });
+        result
     }
 }
 
 /// An iterator over a `gomap.Map` in Go's order.
 #[pyclass(module = "gomap._core", name = "MapIterator", frozen)]
 pub struct MapIter {
-    state: Mutex<Box<dyn IterState>>,
+    /// `None` once the GC has cleared the iterator.
+    state: Mutex<Option<Box<dyn IterState>>>,
+}
+
+impl Drop for MapIter {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        dispose(state);
+    }
 }
 
 impl MapIter {
     pub fn new(map: &Bound<'_, Map>, mode: IterMode) -> PyResult<MapIter> {
         let owner = map.clone().unbind();
         let state: Box<dyn IterState> = dispatch!(&map.get().inner, m => Box::new(TypedIter::start(owner, m, mode)?));
-        Ok(MapIter { state: Mutex::new(state) })
+        Ok(MapIter { state: Mutex::new(Some(state)) })
     }
 }
 
@@ -106,14 +161,25 @@ impl MapIter {
                 return Err(ConcurrentMapError::new_err("concurrent map iteration and map write"));
             }
         };
-        state.next(py)
+        match state.as_mut() {
+            Some(s) => s.next(py),
+            None => Ok(None),
+        }
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // Never block in the GC: a busy iterator is skipped.
         if let Ok(state) = self.state.try_lock() {
-            visit.call(state.owner())?;
+            if let Some(s) = state.as_ref() {
+                s.traverse(&visit)?;
+            }
         }
         Ok(())
+    }
+
+    fn __clear__(&self) {
+        // Taken under the lock, dropped after it.
+        let state = self.state.try_lock().ok().and_then(|mut s| s.take());
+        dispose(state);
     }
 }
