@@ -16,6 +16,8 @@ pub fn memory_error() -> PyErr {
 }
 
 pub trait PyKey: MapKey + Send + Sync {
+    /// Whether keys of this kind hold Python objects (that the GC must see).
+    const HOLDS_OBJECTS: bool = false;
     /// The key to store: a value outside the kind is an error.
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self>;
     /// The key to look up: `None` when `ob` is of the right type but no stored
@@ -41,6 +43,8 @@ pub trait PyKey: MapKey + Send + Sync {
 }
 
 pub trait PyVal: MapValue + Send + Sync {
+    /// Whether values of this kind hold Python objects (that the GC must see).
+    const HOLDS_OBJECTS: bool = false;
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self>;
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>>;
     fn clone_val(&self, py: Python<'_>) -> Self;
@@ -235,6 +239,7 @@ impl MapKey for ObjKey {
 }
 
 impl PyKey for ObjKey {
+    const HOLDS_OBJECTS: bool = true;
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(ObjKey { hash: ob.hash()?, obj: ob.clone().unbind() })
     }
@@ -292,6 +297,7 @@ impl MapValue for Py<PyAny> {
 }
 
 impl PyVal for Py<PyAny> {
+    const HOLDS_OBJECTS: bool = true;
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(ob.clone().unbind())
     }

@@ -69,6 +69,9 @@ pub fn misuse(m: Misuse) -> PyErr {
 pub struct Shared<K, V> {
     pub flags: FlagWord,
     h: UnsafeCell<HMap<K, V>>,
+    /// The GC anchors of bucket arrays that iterators of this map hold, by array
+    /// address, held weakly (see `iter::ArrayAnchor`).
+    pub(crate) anchors: std::sync::Mutex<Vec<(usize, Py<pyo3::types::PyWeakrefReference>)>>,
 }
 
 // SAFETY: all access to `h` goes through `read`/`write`, whose flag-word claims
@@ -77,7 +80,7 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Shared<K, V> {}
 
 impl<K: PyKey, V: PyVal> Shared<K, V> {
     pub fn new(h: HMap<K, V>) -> Self {
-        Shared { flags: FlagWord::new(), h: UnsafeCell::new(h) }
+        Shared { flags: FlagWord::new(), h: UnsafeCell::new(h), anchors: std::sync::Mutex::new(Vec::new()) }
     }
 
     /// Runs `f` under a read claim.
