@@ -8,7 +8,7 @@
 //! explicitly little-endian layouts, and refuse big-endian ones instead of
 //! misreading them.
 
-use super::convert::{ObjKey, PyKey, PyVal};
+use super::convert::{memory_error, ObjKey, PyKey, PyVal};
 use super::map::Shared;
 use crate::flags::FlagWord;
 use crate::hmap::HMap;
@@ -116,7 +116,8 @@ pub fn copy_buffer<T: BufferElem>(ob: &Bound<'_, PyAny>, what: &str) -> PyResult
             )));
         }
         let n = view.len as usize / std::mem::size_of::<T>();
-        let mut out: Vec<T> = Vec::with_capacity(n);
+        let mut out: Vec<T> = Vec::new();
+        out.try_reserve_exact(n).map_err(|_| memory_error())?;
         // SAFETY: the view holds `n` contiguous elements of T's layout (checked
         // above); the copy happens under the GIL, so the exporter cannot be
         // resized meanwhile, and `out` has room for `n` elements. Byte copies
@@ -387,7 +388,8 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
         let default = default.map(V::from_py).transpose()?;
         let found: Result<Vec<V>, usize> = run(py, K::DETACHABLE && V::DETACHABLE, || {
             self.read(false, |h, fl| {
-                let mut out = Vec::with_capacity(ks.len());
+                let mut out = Vec::new();
+                out.try_reserve_exact(ks.len()).map_err(|_| memory_error())?;
                 let mut missing = 0;
                 // Err(None): stop at a missing key without a default.
                 let r = pipelined(h, fl, &ks, |h, i, k, hash| {
@@ -466,57 +468,84 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
         if ks.len() != vs.len() {
             return Err(PyValueError::new_err(format!("{} keys but {} values", ks.len(), vs.len())));
         }
-        let replaced: Vec<V> = self.write_detached(py, K::DETACHABLE && V::DETACHABLE, |h, fl| {
-            let mut replaced = Vec::new();
-            let n = ks.len();
-            let mut ks = ks.into_iter();
-            let mut vs = vs.into_iter();
-            // The key AHEAD places on is hashed for its prefetch only; mapassign
-            // hashes it again when its turn comes (cheap next to a miss).
-            let prefetch = |h: &HMap<K, V>, k: &K| {
-                if k.pure_lookup() {
-                    h.prefetch(fl, h.key_hash(k));
+        // Our own reference to every key and value object (the batch may hold the
+        // only ones, e.g. from a generator): whatever the engine drops under the
+        // claim (a key already present, the rest of the batch after an error) is
+        // then never the last reference. Typed kinds hold no objects.
+        let keep: Vec<Py<PyAny>> = ks
+            .iter()
+            .filter_map(PyKey::object)
+            .chain(vs.iter().filter_map(PyVal::object))
+            .map(|o| o.clone_ref(py))
+            .collect();
+        let (replaced, err): (Vec<V>, Option<PyErr>) =
+            self.write_detached(py, K::DETACHABLE && V::DETACHABLE, |h, fl| {
+                let mut replaced = Vec::new();
+                let n = ks.len();
+                let mut ks = ks.into_iter();
+                let mut vs = vs.into_iter();
+                // The key AHEAD places on is hashed for its prefetch only;
+                // mapassign hashes it again when its turn comes (cheap next to a miss).
+                let prefetch = |h: &HMap<K, V>, k: &K| {
+                    if k.pure_lookup() {
+                        h.prefetch(fl, h.key_hash(k));
+                    }
+                };
+                for k in ks.as_slice().iter().take(AHEAD) {
+                    prefetch(h, k);
                 }
-            };
-            for k in ks.as_slice().iter().take(AHEAD) {
-                prefetch(h, k);
-            }
-            for _ in 0..n {
-                if let Some(next) = ks.as_slice().get(AHEAD) {
-                    prefetch(h, next);
+                for _ in 0..n {
+                    if let Some(next) = ks.as_slice().get(AHEAD) {
+                        prefetch(h, next);
+                    }
+                    let (k, v) = (ks.next().unwrap(), vs.next().unwrap());
+                    match h.mapassign(fl, k, v) {
+                        Ok(old) => replaced.extend(old),
+                        // The values replaced so far leave with the error.
+                        Err(e) => return Ok((replaced, Some(K::raise(e)))),
+                    }
                 }
-                let (k, v) = (ks.next().unwrap(), vs.next().unwrap());
-                replaced.extend(h.mapassign(fl, k, v).map_err(K::raise)?);
-            }
-            Ok(replaced)
-        })?;
-        drop(replaced); // after the claim: may run __del__
-        Ok(())
+                Ok((replaced, None))
+            })?;
+        // After the claim: these may run __del__.
+        drop(replaced);
+        drop(keep);
+        err.map_or(Ok(()), Err)
     }
 
     pub fn delete_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         numpy(py)?;
         let ks = K::collect(keys, "keys")?;
-        let (found, removed): (Vec<bool>, Vec<(K, V)>) =
-            self.write_detached(py, K::DETACHABLE && V::DETACHABLE, |h, fl| {
-                let mut found = Vec::with_capacity(ks.len());
-                let mut removed = Vec::new();
-                for k in ks.iter().take(AHEAD).filter(|k| k.pure_lookup()) {
-                    h.prefetch(fl, h.key_hash(k));
+        let mut found: Vec<bool> = Vec::new();
+        found.try_reserve_exact(ks.len()).map_err(|_| memory_error())?;
+        let (found, removed, err) = self.write_detached(py, K::DETACHABLE && V::DETACHABLE, |h, fl| {
+            let mut removed: Vec<(K, V)> = Vec::new();
+            for k in ks.iter().take(AHEAD).filter(|k| k.pure_lookup()) {
+                h.prefetch(fl, h.key_hash(k));
+            }
+            for (i, k) in ks.iter().enumerate() {
+                // Prefetch only: mapdelete hashes the key again in its turn
+                // (with the hash0 of that moment, which an emptied map redraws).
+                if let Some(next) = ks.get(i + AHEAD).filter(|k| k.pure_lookup()) {
+                    h.prefetch(fl, h.key_hash(next));
                 }
-                for (i, k) in ks.iter().enumerate() {
-                    // Prefetch only: mapdelete hashes the key again in its turn
-                    // (with the hash0 of that moment, which an emptied map redraws).
-                    if let Some(next) = ks.get(i + AHEAD).filter(|k| k.pure_lookup()) {
-                        h.prefetch(fl, h.key_hash(next));
+                match h.mapdelete(fl, k) {
+                    Ok(r) => {
+                        found.push(r.is_some());
+                        removed.extend(r);
                     }
-                    let r = h.mapdelete(fl, k).map_err(K::raise)?;
-                    found.push(r.is_some());
-                    removed.extend(r);
+                    // The entries removed so far leave with the error.
+                    Err(e) => return Ok((found, removed, Some(K::raise(e)))),
                 }
-                Ok((found, removed))
-            })?;
+            }
+            Ok((found, removed, None))
+        })?;
+        // After the claim: these may run __del__.
         drop(removed);
+        drop(ks);
+        if let Some(e) = err {
+            return Err(e);
+        }
         bool_array(py, &found)
     }
 }

@@ -2,20 +2,43 @@
 //! key, which carries its Python hash so that growth never calls back into Python.
 
 use crate::hash;
+use crate::hmap::MapError;
 use crate::kinds::{MapKey, MapValue};
 use crate::rand::FastRand;
-use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::exceptions::{PyMemoryError, PyOverflowError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat, PyString};
 use std::convert::Infallible;
 
+/// The map needed memory it could not get; it holds the same entries as before.
+pub fn memory_error() -> PyErr {
+    PyMemoryError::new_err("gomap.Map: out of memory (the map is unchanged)")
+}
+
 pub trait PyKey: MapKey + Send + Sync {
+    /// Whether keys of this kind hold Python objects (that the GC must see).
+    const HOLDS_OBJECTS: bool = false;
+    /// The key to store: a value outside the kind is an error.
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self>;
+    /// The key to look up: `None` when `ob` is of the right type but no stored
+    /// key can equal it (a `str` with lone surrogates in a string map), so reads
+    /// answer "absent" where `from_py` refuses to store it.
+    fn from_py_lookup(ob: &Bound<'_, PyAny>) -> PyResult<Option<Self>> {
+        Self::from_py(ob).map(Some)
+    }
     /// The key as a Python object. Runs no Python code and allocates no
     /// GC-tracked object, so it may run inside a read (`Shared::read_attached`).
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>>;
-    fn raise(e: Self::Error) -> PyErr;
+    /// The exception for a failed equality test of this kind.
+    fn raise_key(e: Self::Error) -> PyErr;
+    /// The exception for an engine error: `MemoryError` when out of memory.
+    fn raise(e: impl Into<MapError<Self::Error>>) -> PyErr {
+        match e.into() {
+            MapError::Key(e) => Self::raise_key(e),
+            MapError::Alloc => memory_error(),
+        }
+    }
     /// Objects the key holds, for the GC.
     fn object(&self) -> Option<&Py<PyAny>> {
         None
@@ -112,6 +135,8 @@ fn exact_bytes<'a>(ob: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
 }
 
 pub trait PyVal: MapValue + Send + Sync {
+    /// Whether values of this kind hold Python objects (that the GC must see).
+    const HOLDS_OBJECTS: bool = false;
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self>;
     /// The value as a Python object. Runs no Python code and allocates no
     /// GC-tracked object, so it may run inside a read (`Shared::read_attached`).
@@ -202,7 +227,7 @@ macro_rules! int_kind {
             fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
                 Ok(self.into_pyobject(py)?.into_any().unbind())
             }
-            fn raise(e: Infallible) -> PyErr {
+            fn raise_key(e: Infallible) -> PyErr {
                 match e {}
             }
         }
@@ -225,7 +250,7 @@ impl PyKey for f64 {
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(PyFloat::new(py, *self).into_any().unbind())
     }
-    fn raise(e: Infallible) -> PyErr {
+    fn raise_key(e: Infallible) -> PyErr {
         match e {}
     }
 }
@@ -252,11 +277,14 @@ impl PyKey for f32 {
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(PyFloat::new(py, *self as f64).into_any().unbind())
     }
-    fn raise(e: Infallible) -> PyErr {
+    fn raise_key(e: Infallible) -> PyErr {
         match e {}
     }
 }
 
+/// A `str` with lone surrogates has no UTF-8 form, so it cannot be a Go string:
+/// storing it is `UnicodeEncodeError` (Python's own, from the UTF-8 codec);
+/// looking it up finds nothing.
 impl PyKey for Box<str> {
     #[inline]
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
@@ -266,6 +294,14 @@ impl PyKey for Box<str> {
         }
         let s = ob.cast::<PyString>().map_err(|_| kind_error(ob, "string", "key"))?;
         Ok(s.to_str()?.into())
+    }
+    fn from_py_lookup(ob: &Bound<'_, PyAny>) -> PyResult<Option<Self>> {
+        if let Some(b) = exact_str_utf8(ob) {
+            // SAFETY: CPython's UTF-8 form of a str is valid UTF-8.
+            return Ok(Some(unsafe { std::str::from_utf8_unchecked(b) }.into()));
+        }
+        let s = ob.cast::<PyString>().map_err(|_| kind_error(ob, "string", "key"))?;
+        Ok(s.to_str().ok().map(Into::into))
     }
     #[inline(always)]
     fn probe_bytes<'a>(ob: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
@@ -278,7 +314,7 @@ impl PyKey for Box<str> {
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(PyString::new(py, self).into_any().unbind())
     }
-    fn raise(e: Infallible) -> PyErr {
+    fn raise_key(e: Infallible) -> PyErr {
         match e {}
     }
 }
@@ -299,7 +335,7 @@ impl PyKey for Box<[u8]> {
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(PyBytes::new(py, self).into_any().unbind())
     }
-    fn raise(e: Infallible) -> PyErr {
+    fn raise_key(e: Infallible) -> PyErr {
         match e {}
     }
 }
@@ -340,13 +376,14 @@ impl MapKey for ObjKey {
 
 impl PyKey for ObjKey {
     const PYTHON_EQ: bool = true;
+    const HOLDS_OBJECTS: bool = true;
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(ObjKey { hash: ob.hash()?, obj: ob.clone().unbind() })
     }
     fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(self.obj.clone_ref(py))
     }
-    fn raise(e: PyErr) -> PyErr {
+    fn raise_key(e: PyErr) -> PyErr {
         e
     }
     fn object(&self) -> Option<&Py<PyAny>> {
@@ -405,6 +442,7 @@ impl MapValue for Py<PyAny> {
 }
 
 impl PyVal for Py<PyAny> {
+    const HOLDS_OBJECTS: bool = true;
     fn from_py(ob: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(ob.clone().unbind())
     }

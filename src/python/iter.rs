@@ -10,25 +10,26 @@
 //!
 //! A step costs no lock: the iterator's own state is guarded by a `busy` flag
 //! (a second `next()` while one is running — from another thread, or from
-//! Python code a step ran — is `ConcurrentMapError`), and the step reads the
-//! map with `Shared::read_attached`, which on GIL builds counts no reader. The
-//! entry's objects are made during the read (ints, floats, strs and bytes are
-//! not GC-tracked; stored objects are only increfed); the `items()` tuple is
-//! made after it, and reused when nobody else holds the previous one, as dict's
-//! iterator does.
+//! Python code a step ran — is `ConcurrentMapError`), and a step of a typed map
+//! reads it with `Shared::read_attached`, which on GIL builds counts no reader.
+//! The entry's objects are made during the read (ints, floats, strs and bytes
+//! are not GC-tracked; stored objects are only increfed); the `items()` tuple
+//! is made after it, and reused when nobody else holds the previous one, as
+//! dict's iterator does.
 
 use super::anymap::{dispatch, AnyMap};
 use super::convert::{PyKey, PyVal};
-use super::map::{Map, Shared};
+use super::map::{dispose, Map, Shared};
 use super::ConcurrentMapError;
 use crate::flags::FlagWord;
-use crate::hmap::{HIter, HMap};
+use crate::hmap::{HIter, HMap, Table};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyTuple, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::PyTraverseError;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Copy)]
 pub enum IterMode {
@@ -59,7 +60,8 @@ impl Drop for Stale {
 
 trait IterState: Send {
     fn next(&mut self, py: Python<'_>) -> PyResult<Step>;
-    /// Visits what the iterator holds, for the GC.
+    /// Visits the map the iterator holds and the anchors of the arrays it keeps
+    /// alive (see [`ArrayAnchor`]).
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
 }
 
@@ -69,6 +71,8 @@ struct TypedIter<K, V> {
     shared: *const Shared<K, V>,
     it: HIter<K, V>,
     mode: IterMode,
+    /// The anchor of each array `it` holds, by array address (object kinds only).
+    anchors: Vec<(usize, Py<ArrayAnchor>)>,
     /// The last `items()` tuple, reused when only this iterator holds it.
     pair: Option<Py<PyTuple>>,
 }
@@ -77,23 +81,54 @@ struct TypedIter<K, V> {
 // `Shared` it points to is Sync, and `it` is Send.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for TypedIter<K, V> {}
 
-/// The entry's objects, made during the read: ints, floats, strs and bytes
-/// (not GC-tracked) or increfs of stored objects; the tuple comes after.
-type Entry = (PyResult<Py<PyAny>>, Option<PyResult<Py<PyAny>>>);
-
-fn entry<K: PyKey, V: PyVal>(py: Python<'_>, mode: IterMode, k: &K, v: &V) -> Entry {
-    match mode {
-        IterMode::Keys => (k.to_py(py), None),
-        IterMode::Values => (v.to_py(py), None),
-        IterMode::Items => (k.to_py(py), Some(v.to_py(py))),
-    }
+/// The entry's objects, taken under the read claim: references or untracked
+/// objects (int, float, str, bytes) only; the items tuple is built after.
+fn entry<K: PyKey, V: PyVal>(py: Python<'_>, mode: IterMode, k: &K, v: &V) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
+    Ok(match mode {
+        IterMode::Keys => (k.to_py(py)?, None),
+        IterMode::Values => (v.to_py(py)?, None),
+        IterMode::Items => (k.to_py(py)?, Some(v.to_py(py)?)),
+    })
 }
 
 impl<K: PyKey, V: PyVal> TypedIter<K, V> {
-    fn start(owner: Py<Map>, shared: &Shared<K, V>, mode: IterMode) -> PyResult<Self> {
-        // mapiterinit draws, and a draw may call Python code: a counted claim.
+    fn start(py: Python<'_>, owner: Py<Map>, shared: &Shared<K, V>, mode: IterMode) -> PyResult<Self> {
         let it = shared.read(true, |h, fl| Ok(h.mapiterinit(fl)))?;
-        Ok(TypedIter { owner, shared, it, mode, pair: None })
+        let mut me = TypedIter { owner, shared, it, mode, anchors: Vec::new(), pair: None };
+        me.sync_anchors(py)?;
+        Ok(me)
+    }
+
+    /// Holds the anchor of every array the iterator holds (and only those). An
+    /// array is anchored as soon as the iterator takes it, while the map still
+    /// reaches it, so it is anchored before anything can detach it.
+    fn sync_anchors(&mut self, py: Python<'_>) -> PyResult<()> {
+        if !(K::HOLDS_OBJECTS || V::HOLDS_OBJECTS) {
+            return Ok(());
+        }
+        let same = {
+            let mut tables = self.it.tables().map(|t| Arc::as_ptr(t) as usize);
+            let (a, b) = (tables.next(), tables.next());
+            let have: Vec<usize> = self.anchors.iter().map(|(k, _)| *k).collect();
+            have.len() == a.is_some() as usize + b.is_some() as usize
+                && a.is_none_or(|a| have.contains(&a))
+                && b.is_none_or(|b| have.contains(&b))
+        };
+        if same {
+            return Ok(());
+        }
+        // SAFETY: `owner` keeps the map, and so `*shared`, alive.
+        let shared = unsafe { &*self.shared };
+        let mut next = Vec::with_capacity(2);
+        for t in self.it.tables() {
+            let key = Arc::as_ptr(t) as usize;
+            match self.anchors.iter().position(|(k, _)| *k == key) {
+                Some(i) => next.push(self.anchors.swap_remove(i)),
+                None => next.push((key, anchor_for(py, &self.owner, shared, t)?)),
+            }
+        }
+        dispose(std::mem::replace(&mut self.anchors, next));
+        Ok(())
     }
 
     /// The `(k, v)` tuple: the previous one refilled when this iterator holds
@@ -134,6 +169,128 @@ impl<K: PyKey, V: PyVal> TypedIter<K, V> {
     }
 }
 
+/// The anchor of array `t` of the map: the registered one if it is alive, else
+/// a new one, registered.
+fn anchor_for<K: PyKey, V: PyVal>(
+    py: Python<'_>,
+    owner: &Py<Map>,
+    shared: &Shared<K, V>,
+    t: &Arc<Table<K, V>>,
+) -> PyResult<Py<ArrayAnchor>> {
+    let key = Arc::as_ptr(t) as usize;
+    let lookup = |reg: &[(usize, Py<PyWeakrefReference>)]| -> PyResult<Option<Py<ArrayAnchor>>> {
+        for (k, w) in reg {
+            if *k == key {
+                if let Some(a) = w.bind(py).upgrade_as::<ArrayAnchor>()? {
+                    return Ok(Some(a.unbind()));
+                }
+            }
+        }
+        Ok(None)
+    };
+    let registry = || shared.anchors.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(a) = lookup(&registry())? {
+        return Ok(a);
+    }
+    // Allocated outside the registry's lock: allocating can run the GC, whose
+    // callbacks may create iterators of this map.
+    let state: Box<dyn AnchorState> =
+        Box::new(TypedAnchor { owner: owner.clone_ref(py), shared: shared as *const _, table: t.clone() });
+    let fresh = Bound::new(py, ArrayAnchor { state: Mutex::new(Some(state)) })?;
+    let weak = PyWeakrefReference::new(fresh.as_any())?.unbind();
+    let mut reg = registry();
+    if let Some(a) = lookup(&reg)? {
+        drop(reg);
+        return Ok(a); // `fresh` and `weak` are dropped after the lock
+    }
+    // Entries whose anchor died are dropped (weakref objects: no Python code runs).
+    reg.retain(|(_, w)| w.bind(py).upgrade().is_some());
+    reg.push((key, weak));
+    Ok(fresh.unbind())
+}
+
+trait AnchorState: Send {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
+}
+
+struct TypedAnchor<K, V> {
+    owner: Py<Map>,
+    shared: *const Shared<K, V>,
+    table: Arc<Table<K, V>>,
+}
+
+// SAFETY: as for TypedIter: `shared` points into the map `owner` keeps alive.
+unsafe impl<K: Send + Sync, V: Send + Sync> Send for TypedAnchor<K, V> {}
+
+impl<K: PyKey, V: PyVal> AnchorState for TypedAnchor<K, V> {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.owner)?;
+        // SAFETY: `owner` keeps the map, and so `*shared`, alive.
+        let shared = unsafe { &*self.shared };
+        let mut result = Ok(());
+        // A busy map is skipped (never block in the GC): the array's objects then
+        // look referenced from outside, which at worst delays their collection.
+        // (Maps holding objects are only written with the GIL held, so the claim
+        // cannot change between the GC's passes.)
+        shared.try_read(|h| {
+            if h.reaches(&self.table) {
+                return; // the map's own traverse visits it
+            }
+            // SAFETY: nobody writes an array the map no longer reaches, and the
+            // map's read claim is held.
+            unsafe {
+                self.table.for_each_owned(&mut |k, v| {
+                    for o in [k.and_then(PyKey::object), v.and_then(PyVal::object)].into_iter().flatten() {
+                        if result.is_ok() {
+                            result = visit.call(o);
+                        }
+                    }
+                })
+            };
+        });
+        result
+    }
+}
+
+/// The garbage collector's view of one bucket array that iterators keep alive.
+///
+/// An iterator keeps the array it walks (and an old array it is reading) alive
+/// after the map lets go of it (`clear`, the end of a grow, `shrink`). If that
+/// array holds the iterator (as a value, or as a key retained for it), only the
+/// array's holders can show the GC the cycle; but several iterators may share
+/// the array, and each must not count its references again. So every array an
+/// iterator holds gets one anchor, shared by all the iterators holding it (each
+/// holds a reference to the anchor and visits it): the anchor visits the
+/// array's objects once the map no longer reaches the array.
+#[pyclass(module = "gomap._core", name = "_ArrayAnchor", frozen, weakref)]
+pub struct ArrayAnchor {
+    state: Mutex<Option<Box<dyn AnchorState>>>,
+}
+
+impl Drop for ArrayAnchor {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        dispose(state);
+    }
+}
+
+#[pymethods]
+impl ArrayAnchor {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(state) = self.state.try_lock() {
+            if let Some(s) = state.as_ref() {
+                s.traverse(&visit)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let state = self.state.try_lock().ok().and_then(|mut s| s.take());
+        dispose(state);
+    }
+}
+
 impl<K: PyKey, V: PyVal> IterState for TypedIter<K, V> {
     fn next(&mut self, py: Python<'_>) -> PyResult<Step> {
         if self.it.finished() {
@@ -142,26 +299,35 @@ impl<K: PyKey, V: PyVal> IterState for TypedIter<K, V> {
         // SAFETY: `owner` keeps the map, and so `*shared`, alive.
         let shared = unsafe { &*self.shared };
         let (it, mode) = (&mut self.it, self.mode);
-        let step = |h: &HMap<K, V>, fl: &FlagWord| -> PyResult<Option<Entry>> {
-            Ok(h.mapiternext(fl, it).map_err(K::raise)?.map(|(k, v)| entry(py, mode, k, v)))
+        let step = |h: &HMap<K, V>, fl: &FlagWord| -> PyResult<Option<(Py<PyAny>, Option<Py<PyAny>>)>> {
+            match h.mapiternext(fl, it).map_err(K::raise)? {
+                Some((k, v)) => Ok(Some(entry(py, mode, k, v)?)),
+                None => Ok(None),
+            }
         };
         // A step of a typed map runs no Python code (it never hashes a NaN);
         // object keys compare with Python's `==` when the map grew under it.
         let got = if K::PYTHON_EQ { shared.read(true, step) } else { shared.read_attached(py, true, step) };
-        // An old array the step stopped holding is dropped after the read.
-        drop(self.it.take_released());
-        let Some((k, v)) = got? else { return Ok((None, None)) };
-        match v {
-            None => Ok((Some(k?), None)),
-            Some(v) => {
-                let (k, v) = (k?, v?);
-                self.pair(py, k, v)
-            }
+        // An array the step stopped holding (an old one it was walking) is
+        // handed over by the step and dropped here, after the read, so no entry
+        // is dropped under it.
+        dispose(self.it.take_released());
+        if self.it.finished() {
+            dispose(self.it.take_tables());
+        }
+        self.sync_anchors(py)?;
+        match got? {
+            None => Ok((None, None)),
+            Some((x, None)) => Ok((Some(x), None)),
+            Some((k, Some(v))) => self.pair(py, k, v),
         }
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.owner)?;
+        for (_, a) in &self.anchors {
+            visit.call(a)?;
+        }
         if let Some(t) = &self.pair {
             visit.call(t)?;
         }
@@ -178,9 +344,9 @@ pub struct MapIter {
     state: UnsafeCell<Option<Box<dyn IterState>>>,
 }
 
-// SAFETY: `state` is only touched by the holder of `busy` (see `Busy`), or by
+// SAFETY: `state` is only touched by the holder of `busy` (see `Busy`), by
 // `__traverse__`, which reads it while nobody holds `busy` and the GC runs
-// with every other thread stopped or waiting for the GIL.
+// with every other thread stopped or waiting for the GIL, and by `Drop`.
 unsafe impl Sync for MapIter {}
 
 /// Holding `MapIter::busy`; released on drop (also on a panic).
@@ -213,11 +379,17 @@ impl Drop for Busy<'_> {
     }
 }
 
+impl Drop for MapIter {
+    fn drop(&mut self) {
+        dispose(self.state.get_mut().take());
+    }
+}
+
 impl MapIter {
     pub fn new(map: &Bound<'_, Map>, mode: IterMode) -> PyResult<MapIter> {
         let owner = map.clone().unbind();
         let state: Box<dyn IterState> =
-            dispatch!(AnyMap, &map.get().inner, m => Box::new(TypedIter::start(owner, m, mode)?));
+            dispatch!(AnyMap, &map.get().inner, m => Box::new(TypedIter::start(map.py(), owner, m, mode)?));
         Ok(MapIter { busy: AtomicBool::new(false), state: UnsafeCell::new(Some(state)) })
     }
 }
@@ -262,6 +434,6 @@ impl MapIter {
         // SAFETY: we hold `busy`.
         let state = unsafe { (*self.state.get()).take() };
         drop(busy);
-        drop(state); // after `busy`: dropping the state may run Python code
+        dispose(state); // after `busy`: dropping the state may run Python code
     }
 }

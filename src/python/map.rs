@@ -7,22 +7,59 @@
 //! *before* the claim, as Go hashes before setting `hashWriting`, so a bad key or
 //! a raising `__hash__` changes nothing. Entries a write removes are dropped
 //! *after* the claim is released: dropping a Python object can run arbitrary
-//! code, which must find the map usable.
+//! code, which must find the map usable (the rule is written out once, on
+//! [`Shared::read`]).
 
 use super::anymap::{construct, dispatch, AnyMap};
-use super::convert::{PyKey, PyVal};
+use super::convert::{memory_error, PyKey, PyVal};
 use super::iter::{IterMode, MapIter};
 use super::views::{ItemsView, KeysView, ValuesView};
 use super::ConcurrentMapError;
 use crate::flags::{FlagWord, Misuse};
 use crate::hmap::{BucketView, HMap, OldView};
 use crate::rand::{ExternalDraws, FastRand};
-use pyo3::exceptions::{PyKeyError, PyOverflowError, PyRuntimeWarning, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyMemoryError, PyOverflowError, PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::{PyTraverseError, PyTypeInfo};
-use std::cell::UnsafeCell;
+use std::any::Any;
+use std::cell::{Cell, RefCell, UnsafeCell};
+
+thread_local! {
+    static DISPOSING: Cell<bool> = const { Cell::new(false) };
+    static PENDING: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Drops `x` without unbounded recursion. Dropping a map's arrays drops its
+/// values, which may be maps (or iterators) whose arrays hold more maps: freed
+/// naively, a chain of 300,000 nested maps overflows the C stack. The outermost
+/// `dispose` on a thread drops `x` and then, in a loop, everything that nested
+/// deallocations handed to `dispose` meanwhile; those only queue their
+/// contents. (CPython's trashcan does the same for its own containers.)
+pub(crate) fn dispose<T: 'static>(x: T) {
+    if !std::mem::needs_drop::<T>() {
+        return;
+    }
+    struct Outermost;
+    impl Drop for Outermost {
+        fn drop(&mut self) {
+            let _ = DISPOSING.try_with(|d| d.set(false));
+        }
+    }
+    match DISPOSING.try_with(|d| d.replace(true)) {
+        Ok(false) => {
+            let _outermost = Outermost;
+            drop(x);
+            while let Some(next) = PENDING.with(|p| p.borrow_mut().pop()) {
+                drop(next);
+            }
+        }
+        Ok(true) => PENDING.with(|p| p.borrow_mut().push(Box::new(x))),
+        // Thread-local storage already torn down (thread exit): drop in place.
+        Err(_) => drop(x),
+    }
+}
 
 pub fn misuse(m: Misuse) -> PyErr {
     ConcurrentMapError::new_err(m.message())
@@ -32,6 +69,9 @@ pub fn misuse(m: Misuse) -> PyErr {
 pub struct Shared<K, V> {
     pub flags: FlagWord,
     h: UnsafeCell<HMap<K, V>>,
+    /// The GC anchors of bucket arrays that iterators of this map hold, by array
+    /// address, held weakly (see `iter::ArrayAnchor`).
+    pub(crate) anchors: std::sync::Mutex<Vec<(usize, Py<pyo3::types::PyWeakrefReference>)>>,
 }
 
 // SAFETY: all access to `h` goes through `read`/`write`, whose flag-word claims
@@ -40,10 +80,30 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Shared<K, V> {}
 
 impl<K: PyKey, V: PyVal> Shared<K, V> {
     pub fn new(h: HMap<K, V>) -> Self {
-        Shared { flags: FlagWord::new(), h: UnsafeCell::new(h) }
+        Shared { flags: FlagWord::new(), h: UnsafeCell::new(h), anchors: std::sync::Mutex::new(Vec::new()) }
     }
 
     /// Runs `f` under a read claim.
+    ///
+    /// # What may happen under a claim
+    ///
+    /// While a read or the write claim is held (here, in `write`, and in every
+    /// caller's closure), other code touching the map gets `ConcurrentMapError`
+    /// — including a `__del__` or a GC callback that the closure triggers. So a
+    /// closure must not
+    /// - release the last reference to a Python object: whatever the engine
+    ///   removes or replaces is returned and dropped after the claim, also when a
+    ///   later step of a batch fails; keys and values passed in are kept alive by
+    ///   the caller (so the engine dropping its copy is never the last
+    ///   reference); an iterator step keeps its arrays alive across the step;
+    /// - allocate a GC-tracked object (tuple, list, dict): on CPython that can run
+    ///   the cyclic GC and any `__del__`. Under the claim, copy out references
+    ///   (or build ints, floats, str, bytes, which are not tracked); build
+    ///   containers after;
+    /// - run Python code, with two exceptions that Go has too: an `object` key's
+    ///   `__eq__` runs during the probe (Go calls the interface's equality), and
+    ///   the user's `rand=` source is called at Go's draw sites. A write to the
+    ///   map from either is refused with `ConcurrentMapError`.
     #[inline]
     pub fn read<R>(&self, iterating: bool, f: impl FnOnce(&HMap<K, V>, &FlagWord) -> PyResult<R>) -> PyResult<R> {
         let _claim = self.flags.read(iterating).map_err(misuse)?;
@@ -113,7 +173,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
                 f(found)
             });
         }
-        let k = K::from_py(key)?;
+        let Some(k) = K::from_py_lookup(key)? else { return f(None) };
         if k.pure_lookup() {
             self.read_attached(py, false, |h, fl| f(h.mapaccess(fl, &k).map_err(K::raise)?))
         } else {
@@ -124,7 +184,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
 
     /// Read access for the GC's `__traverse__`, which must not fail or block:
     /// `None` while a write is in progress.
-    fn try_read<R>(&self, f: impl FnOnce(&HMap<K, V>) -> R) -> Option<R> {
+    pub(crate) fn try_read<R>(&self, f: impl FnOnce(&HMap<K, V>) -> R) -> Option<R> {
         let _claim = self.flags.read(false).ok()?;
         // SAFETY: as in `read`.
         Some(f(unsafe { &*self.h.get() }))
@@ -155,7 +215,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
 
     /// Go's `delete`: the removed entry, dropped by the caller after the claim.
     pub fn delete(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<(K, V)>> {
-        let k = K::from_py(key)?;
+        let Some(k) = K::from_py_lookup(key)? else { return Ok(None) };
         self.write(|h, fl| h.mapdelete(fl, &k).map_err(K::raise))
     }
 
@@ -200,7 +260,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
     }
 
     pub fn shrink(&self) -> PyResult<()> {
-        let dropped = self.write(|h, fl| Ok(h.shrink(fl)))?;
+        let dropped = self.write(|h, fl| h.try_shrink(fl).map_err(|_| memory_error()))?;
         drop(dropped);
         Ok(())
     }
@@ -225,7 +285,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
     }
 
     pub fn copy(&self, py: Python<'_>) -> PyResult<HMap<K, V>> {
-        self.read(false, |h, _| Ok(h.clone_with(|v| v.clone_val(py))))
+        self.read(false, |h, _| h.try_clone_with(|v| v.clone_val(py)).map_err(|_| memory_error()))
     }
 
     pub fn hash0(&self) -> PyResult<u32> {
@@ -304,8 +364,8 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
     }
 
     pub fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.read(false, |h, fl| {
-            let s = h.stats();
+        let (s, same_size) = self.read(false, |h, fl| Ok((h.stats(), fl.has(crate::flags::SAME_SIZE_GROW))))?;
+        {
             let d = PyDict::new(py);
             d.set_item("count", s.count)?;
             d.set_item("B", s.b)?;
@@ -317,11 +377,11 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
             let load = if s.buckets == 0 { 0.0 } else { s.count as f64 / s.buckets as f64 };
             d.set_item("load_factor", load)?;
             d.set_item("growing", s.growing)?;
-            d.set_item("same_size_grow", fl.has(crate::flags::SAME_SIZE_GROW))?;
+            d.set_item("same_size_grow", same_size)?;
             d.set_item("nevacuate", s.nevacuate)?;
             d.set_item("bytes", s.bytes)?;
             Ok(d)
-        })
+        }
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -346,8 +406,23 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
     fn gc_clear(&self) {
         // A map the GC clears is garbage: no draw, and a busy map is left alone.
         if let Ok(dropped) = self.write(|h, fl| Ok((h.reset_tables(fl), h.rand.drop_external()))) {
-            drop(dropped);
+            dispose(dropped);
         }
+    }
+
+    /// Hands the arrays and the `rand=` source to [`dispose`] (the map is being
+    /// deallocated).
+    fn dispose_contents(&mut self) {
+        let h = self.h.get_mut();
+        let tables = h.take_tables();
+        let external = h.rand.drop_external();
+        dispose((tables, external));
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        dispatch!(AnyMap, &mut self.inner, m => m.dispose_contents())
     }
 }
 
@@ -488,9 +563,10 @@ impl Map {
         if hint < 0 {
             return Err(PyValueError::new_err(format!("hint must be >= 0, not {hint}")));
         }
-        // makemap64: a hint that does not fit an int is treated as 0; beyond
-        // what memory could hold Go also falls back to 0 (`mem > maxAlloc`).
-        let hint = if hint > (1i64 << 40) { 0 } else { hint as usize };
+        // As Go's makemap, a hint whose buckets would exceed maxAlloc (2**48
+        // bytes) is treated as 0; a smaller one that memory cannot hold is
+        // MemoryError, never an abort.
+        let hint = hint as usize;
         let hashkey = match hashkey {
             None => random_hashkey(),
             Some(hk) => {
@@ -533,9 +609,12 @@ impl Map {
             }
         };
         let rand = FastRand::from_os(external);
-        let inner =
-            construct!(AnyMap, key_kind, value_kind, <K, V> => Shared::new(HMap::<K, V>::makemap(hint, hashkey, rand)))
-                .expect("kinds validated above");
+        let inner = construct!(AnyMap, key_kind, value_kind, <K, V> => Shared::new(
+            HMap::<K, V>::try_makemap(hint, hashkey, rand).map_err(|_| {
+                PyMemoryError::new_err(format!("gomap.Map: out of memory for the buckets of hint {hint}"))
+            })?
+        ))
+        .expect("kinds validated above");
         Ok(Map { inner, key_kind, value_kind })
     }
 
@@ -773,7 +852,8 @@ impl Map {
         dispatch!(AnyMap, &self.inner, m => m.stats(py))
     }
 
-    fn __richcmp__(&self, py: Python<'_>, other: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> PyResult<Py<PyAny>> {
+    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
         use pyo3::basic::CompareOp::*;
         let eq = match op {
             Eq => true,
@@ -784,7 +864,14 @@ impl Map {
         if !other.is_instance(&mapping)? {
             return Ok(py.NotImplemented());
         }
-        let items = dispatch!(AnyMap, &self.inner, m => m.items(py))?;
+        // As dict: values compare with identity first (PyObject_RichCompareBool),
+        // so NaN values and a map holding itself are equal to themselves; two
+        // distinct maps that each hold themselves recurse into RecursionError,
+        // as two such dicts do.
+        if other.is(slf) {
+            return Ok(pyo3::types::PyBool::new(py, eq).to_owned().into_any().unbind());
+        }
+        let items = dispatch!(AnyMap, &slf.get().inner, m => m.items(py))?;
         let mut same = other.len()? == items.len();
         if same {
             let missing = PyTuple::empty(py); // a fresh sentinel nobody stores
@@ -797,7 +884,7 @@ impl Map {
                     }
                     Err(e) => return Err(e),
                 };
-                if theirs.is(&missing) || !v.bind(py).eq(&theirs)? {
+                if theirs.is(&missing) || !(v.bind(py).is(&theirs) || v.bind(py).eq(&theirs)?) {
                     same = false;
                     break;
                 }
