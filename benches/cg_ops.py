@@ -33,7 +33,11 @@ OPS = {
     "str_get_10k": ("m = new_str(10000); ks = [s.encode().decode() for s in skeys[:10000]]", "for k in ks: m[k]", 10000),
     "dict_str_get_10k": ("m = {s: 1 for s in skeys[:10000]}; ks = [s.encode().decode() for s in skeys[:10000]]", "for k in ks: m[k]", 10000),
     "objstr_get_10k": ("m = new_objstr(10000); ks = [s.encode().decode() for s in skeys[:10000]]", "for k in ks: m[k]", 10000),
+    "get_many_1k": ("m = new_int(1000); a = np.array(shuf[:1000], dtype=np.int64)", "for _ in range(100): m.get_many(a)", 100000),
+    "contains_miss_100k": ("m = new_int(100000); ks = miss[:100000]", "for k in ks: k in m", 100000),
+    "dict_contains_miss_100k": ("m = new_dict(100000); ks = miss[:100000]", "for k in ks: k in m", 100000),
     "get_many_100k": ("m = new_int(100000); a = np.array(shuf[:100000], dtype=np.int64)", "m.get_many(a)", 100000),
+    "set_many_presize_100k": ("a = np.array(keys[:100000], dtype=np.int64)", "m = gomap.Map('int64', 'int64'); m.set_many(a, a, presize=True)", 100000),
     "set_many_100k": ("a = np.array(keys[:100000], dtype=np.int64)", "m = gomap.Map('int64', 'int64'); m.set_many(a, a)", 100000),
 }
 

@@ -1,6 +1,6 @@
 """gomap.Map('int64', 'int64') against dict and other int64 hash tables, from Python.
 
-    python benches/peers.py [--quick] [--out FILE]
+    python benches/peers.py [--quick] [--out FILE] [--before PATH_TO_CORE_SO]
 
 One command, one process: every workload is run for every implementation in
 turn, repeatedly (A/B interleaved), and the median ns per operation is
@@ -11,7 +11,10 @@ were inserted: dict's best case). Peers (the `bench` extra): preshed's
 PreshMap, cykhash's Int64toInt64Map and pandas' Int64HashTable; a peer that is
 not installed is left out. Keys are distinct non-negative 62-bit ints (preshed
 takes uint64 keys and reserves 0). Output: a Markdown table on stdout and in
-FILE (default benches/results/peers.md). Nothing asserts a timing.
+FILE (default benches/results/peers.md). ``--before`` loads a second build
+of ``gomap._core`` (e.g. one built from main) as "gomap-before", interleaved
+with the rest, for before/after figures from the same run. Nothing asserts a
+timing.
 """
 from __future__ import annotations
 
@@ -47,9 +50,21 @@ except ImportError:
     pass
 
 
+BUILDS = {"gomap": gomap}
+
+
+def load_build(path: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gomap_before._core", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def make(impl: str):
-    if impl == "gomap":
-        return gomap.Map("int64", "int64")
+    if impl in BUILDS:
+        return BUILDS[impl].Map("int64", "int64")
     if impl == "dict":
         return {}
     return PEERS[impl]()
@@ -104,7 +119,7 @@ def loop_items(impl, m, _):
 
 def batch_get(impl, m, arr):
     t = time.perf_counter_ns()
-    if impl == "gomap":
+    if impl in BUILDS:
         m.get_many(arr)
     elif impl == "pandas":
         m.lookup(arr)
@@ -113,10 +128,13 @@ def batch_get(impl, m, arr):
     return time.perf_counter_ns() - t
 
 
-def batch_set(impl, keys_arr, vals_arr):
+def batch_set(impl, keys_arr, vals_arr, presize=False):
     t = time.perf_counter_ns()
-    if impl == "gomap":
-        gomap.Map("int64", "int64").set_many(keys_arr, vals_arr)
+    if impl in BUILDS:
+        if presize:
+            BUILDS[impl].Map("int64", "int64").set_many(keys_arr, vals_arr, presize=True)
+        else:
+            BUILDS[impl].Map("int64", "int64").set_many(keys_arr, vals_arr)
     elif impl == "pandas":
         _pd_ht.Int64HashTable().map_locations(keys_arr)
     elif impl == "dict":
@@ -131,7 +149,9 @@ def main() -> None:
     out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else "benches/results/peers.md"
     sizes = [1000, 100_000] if quick else [1000, 1_000_000]
     reps = 3 if quick else 5
-    impls = ["gomap", "dict", *PEERS]
+    if "--before" in sys.argv:
+        BUILDS["gomap-before"] = load_build(sys.argv[sys.argv.index("--before") + 1])
+    impls = [*BUILDS, "dict", *PEERS]
     load0 = os.getloadavg()
     rows = []
     for n in sizes:
@@ -155,17 +175,20 @@ def main() -> None:
             ("for k, v in m.items()", "items", lambda i: loop_items(i, maps[i], None)),
             ("get_many (batch, random)", "batch_get", lambda i: batch_get(i, maps[i], sarr)),
             ("set_many (batch, fresh map)", "batch_set", lambda i: batch_set(i, karr, varr)),
+            ("set_many presize=True (fresh map)", "batch_presize", lambda i: batch_set(i, karr, varr, True)),
         ]
         for name, kind, fn in work:
             who = [i for i in impls if not (kind == "items" and i in ("preshed", "cykhash", "pandas"))]
             if kind.startswith("batch"):
-                who = [i for i in who if i in ("gomap", "dict", "pandas")]
+                who = [i for i in who if i in BUILDS or i in ("dict", "pandas")]
+            if kind == "batch_presize":
+                who = ["gomap", "dict", *(["pandas"] if "pandas" in PEERS else [])]
             res: dict[str, list[float]] = {i: [] for i in who}
             gc.disable()
             try:
                 for _ in range(reps):
                     for i in who:
-                        p = 1 if kind in ("set", "batch_set") else passes
+                        p = 1 if kind in ("set", "batch_set", "batch_presize") else passes
                         tot = sum(fn(i) for _ in range(p))
                         res[i].append(tot / (p * n))
             finally:
@@ -176,12 +199,19 @@ def main() -> None:
         del maps
     load1 = os.getloadavg()
     lines = [
-        "| size | workload | " + " | ".join(impls) + " | gomap/dict | " + " | ".join(f"gomap/{p}" for p in PEERS) + " |",
-        "|---:|---|" + "---:|" * (len(impls) + 1 + len(PEERS)),
+        "| size | workload | "
+        + " | ".join(impls)
+        + " | gomap/dict | "
+        + " | ".join(f"gomap/{p}" for p in PEERS)
+        + (" | after/before" if "gomap-before" in BUILDS else "")
+        + " |",
+        "|---:|---|" + "---:|" * (len(impls) + 1 + len(PEERS) + ("gomap-before" in BUILDS)),
     ]
     for n, name, med in rows:
         cells = [f"{med[i]:.1f}" if i in med else "" for i in impls]
         ratios = [f"{med['gomap'] / med[p]:.2f}×" if p in med else "" for p in ["dict", *PEERS]]
+        if "gomap-before" in BUILDS:
+            ratios.append(f"{med['gomap'] / med['gomap-before']:.2f}×" if "gomap-before" in med else "")
         lines.append(f"| {n:,} | {name} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     text = (
         f"ns/op, median of {reps} interleaved passes; load average (1/5/15 min) at start "

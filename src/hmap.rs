@@ -1221,10 +1221,42 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
     /// [`HMap::shrink`]; out of memory, the map keeps its entries and its array
     /// (a grow in progress may have been finished).
     pub fn try_shrink(&mut self, fl: &FlagWord) -> Result<Vec<Arc<Table<K, V>>>, AllocError> {
+        self.try_rebuild_for(fl, self.count)
+    }
+
+    /// Goes past Go, for `set_many(..., presize=True)`: makes the table big
+    /// enough for `extra` more entries now, so the inserts that follow never
+    /// grow it. An empty map without buckets just gets the array `makemap`
+    /// would give that hint; otherwise, if the table is too small, it is
+    /// rebuilt at that size as [`HMap::shrink`] rebuilds (open iterators end).
+    /// Draws nothing, but changes the growth history (and so the bucket layout)
+    /// that Go would have: opt-in only. Returns the arrays let go of.
+    pub fn try_presize(&mut self, fl: &FlagWord, extra: usize) -> Result<Vec<Arc<Table<K, V>>>, AllocError> {
+        let want = self.count.saturating_add(extra);
+        if !over_load_factor(want, self.b) {
+            return Ok(Vec::new());
+        }
+        if self.buckets.is_none() {
+            let mut b = self.b;
+            while over_load_factor(want, b) {
+                b += 1;
+            }
+            let (t, next) = Table::make_bucket_array(b, Self::GO_BUCKET_SIZE)?;
+            self.buckets = Some(t);
+            self.next_overflow = next;
+            self.b = b;
+            return Ok(Vec::new());
+        }
+        self.try_rebuild_for(fl, want)
+    }
+
+    /// Rebuilds the table at the smallest B that holds `n` entries (see
+    /// [`HMap::shrink`]).
+    fn try_rebuild_for(&mut self, fl: &FlagWord, n: usize) -> Result<Vec<Arc<Table<K, V>>>, AllocError> {
         self.finish_growth(fl)?;
         let Some(old) = self.buckets.as_ref() else { return Ok(Vec::new()) };
         let mut b = 0u8;
-        while over_load_factor(self.count, b) {
+        while over_load_factor(n, b) {
             b += 1;
         }
         let (t, next) = Table::make_bucket_array(b, Self::GO_BUCKET_SIZE)?;

@@ -9,7 +9,7 @@
 //! misreading them.
 
 use super::convert::{memory_error, ObjKey, PyKey, PyVal};
-use super::map::Shared;
+use super::map::{dispose, Shared};
 use crate::flags::FlagWord;
 use crate::hmap::HMap;
 use pyo3::exceptions::{PyImportError, PyKeyError, PyTypeError, PyValueError};
@@ -137,8 +137,13 @@ pub fn copy_buffer<T: BufferElem>(ob: &Bound<'_, PyAny>, what: &str) -> PyResult
     result
 }
 
+/// The `numpy` module, imported once (a batch call on a small array would
+/// otherwise spend a good part of its time in the import machinery).
 fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    py.import("numpy")
+    static NUMPY: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+    NUMPY
+        .get_or_try_init(py, || py.import("numpy").map(Bound::unbind))
+        .map(|m| m.bind(py).clone())
         .map_err(|_| PyImportError::new_err("gomap's batch operations return NumPy arrays: pip install numpy"))
 }
 
@@ -462,7 +467,13 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
         bool_array(py, &found)
     }
 
-    pub fn set_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>, values: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub fn set_many(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+        presize: bool,
+    ) -> PyResult<()> {
         let ks = K::collect(keys, "keys")?;
         let vs = V::collect(values, "values")?;
         if ks.len() != vs.len() {
@@ -478,8 +489,10 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
             .chain(vs.iter().filter_map(PyVal::object))
             .map(|o| o.clone_ref(py))
             .collect();
-        let (replaced, err): (Vec<V>, Option<PyErr>) =
+        let (replaced, err, let_go): (Vec<V>, Option<PyErr>, Vec<_>) =
             self.write_detached(py, K::DETACHABLE && V::DETACHABLE, |h, fl| {
+                let let_go =
+                    if presize { h.try_presize(fl, ks.len()).map_err(|_| memory_error())? } else { Vec::new() };
                 let mut replaced = Vec::new();
                 let n = ks.len();
                 let mut ks = ks.into_iter();
@@ -502,13 +515,14 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
                     match h.mapassign(fl, k, v) {
                         Ok(old) => replaced.extend(old),
                         // The values replaced so far leave with the error.
-                        Err(e) => return Ok((replaced, Some(K::raise(e)))),
+                        Err(e) => return Ok((replaced, Some(K::raise(e)), let_go)),
                     }
                 }
-                Ok((replaced, None))
+                Ok((replaced, None, let_go))
             })?;
         // After the claim: these may run __del__.
         drop(replaced);
+        dispose(let_go);
         drop(keep);
         err.map_or(Ok(()), Err)
     }

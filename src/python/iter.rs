@@ -106,13 +106,15 @@ impl<K: PyKey, V: PyVal> TypedIter<K, V> {
         if !(K::HOLDS_OBJECTS || V::HOLDS_OBJECTS) {
             return Ok(());
         }
+        // Checked on every step: no allocation.
         let same = {
-            let mut tables = self.it.tables().map(|t| Arc::as_ptr(t) as usize);
-            let (a, b) = (tables.next(), tables.next());
-            let have: Vec<usize> = self.anchors.iter().map(|(k, _)| *k).collect();
-            have.len() == a.is_some() as usize + b.is_some() as usize
-                && a.is_none_or(|a| have.contains(&a))
-                && b.is_none_or(|b| have.contains(&b))
+            let (mut held, mut anchored) = (0, true);
+            for t in self.it.tables() {
+                held += 1;
+                let key = Arc::as_ptr(t) as usize;
+                anchored &= self.anchors.iter().any(|(k, _)| *k == key);
+            }
+            anchored && held == self.anchors.len()
         };
         if same {
             return Ok(());
@@ -311,7 +313,9 @@ impl<K: PyKey, V: PyVal> IterState for TypedIter<K, V> {
         // An array the step stopped holding (an old one it was walking) is
         // handed over by the step and dropped here, after the read, so no entry
         // is dropped under it.
-        dispose(self.it.take_released());
+        if let Some(t) = self.it.take_released() {
+            dispose(t);
+        }
         if self.it.finished() {
             dispose(self.it.take_tables());
         }

@@ -791,8 +791,22 @@ impl Map {
     }
 
     /// Assigns keys[i] = values[i] for every i, in order, under one write claim.
-    fn set_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>, values: &Bound<'_, PyAny>) -> PyResult<()> {
-        dispatch!(AnyMap, &self.inner, m => m.set_many(py, keys, values))
+    ///
+    /// `presize=True` (opt-in, never the default) first makes the table big
+    /// enough for all the keys, so the batch never grows it: faster, but the
+    /// growth history, and so the bucket layout, iteration order and later
+    /// draws, then differ from what Go would produce for the same inserts; a
+    /// non-empty map that must grow is rebuilt, which ends open iterators (as
+    /// `shrink`).
+    #[pyo3(signature = (keys, values, *, presize = false))]
+    fn set_many(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+        presize: bool,
+    ) -> PyResult<()> {
+        dispatch!(AnyMap, &self.inner, m => m.set_many(py, keys, values, presize))
     }
 
     /// Go's delete for every key; a NumPy bool array: which keys were present.
