@@ -104,9 +104,9 @@ def test_growth_that_cannot_allocate_changes_nothing():
     out = run_capped(
         """
         m = gomap.Map("int64", "int64")
-        keys = list(range(3_000_000))
+        keys = list(range(1_500_000))
         n = 0
-        cap(48)
+        cap(24)
         try:
             for k in keys:
                 m[k] = k
@@ -131,10 +131,10 @@ def test_bulk_operations_that_cannot_allocate_change_nothing(op):
         f"""
         import numpy as np
         m = gomap.Map("int64", "int64")
-        n = 1_500_000
+        n = 600_000
         m.set_many(np.arange(n), np.arange(n))
         if {op!r} == "shrink":
-            m.delete_many(np.arange(0, n - 700_000))
+            m.delete_many(np.arange(0, n - 450_000))
         before = m.stats()
         keys = np.arange(n, 3 * n)
         zeros = np.zeros(20_000_000, dtype=np.int64)
@@ -153,7 +153,7 @@ def test_bulk_operations_that_cannot_allocate_change_nothing(op):
         uncap()
         after = m.stats()
         print(before["count"] == after["count"])
-        lo = n - 700_000 if {op!r} == "shrink" else 0
+        lo = n - 450_000 if {op!r} == "shrink" else 0
         print(bool((m.get_many(np.arange(lo, n)) == np.arange(lo, n)).all()))
         """
     )

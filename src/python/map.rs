@@ -297,70 +297,105 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
     }
 
     pub fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.read(false, |h, fl| {
-            let d = PyDict::new(py);
-            d.set_item("count", h.count)?;
-            d.set_item("B", h.b)?;
-            d.set_item("flags", fl.go_flags())?;
-            d.set_item("noverflow", h.noverflow)?;
-            d.set_item("hash0", h.hash0)?;
-            d.set_item("nevacuate", h.nevacuate)?;
-            d.set_item("growing", h.growing())?;
-            let chain = |c: &Vec<BucketView<'_, K, V>>| -> PyResult<Bound<'py, PyList>> {
+        /// One bucket, copied out under the claim (references only).
+        type Owned = ([u8; 8], Vec<Option<(Py<PyAny>, Py<PyAny>)>>);
+        enum Old {
+            Chain(Vec<Owned>),
+            Evacuated([u8; 8]),
+        }
+        let own = |c: &Vec<BucketView<'_, K, V>>| -> PyResult<Vec<Owned>> {
+            c.iter()
+                .map(|bv| {
+                    let entries = bv
+                        .entries
+                        .iter()
+                        .map(|e| e.map(|(k, v)| Ok::<_, PyErr>((k.to_py(py)?, v.to_py(py)?))).transpose())
+                        .collect::<PyResult<Vec<_>>>()?;
+                    Ok((bv.tophash, entries))
+                })
+                .collect()
+        };
+        // Under the claim: numbers and references; the dicts and lists after it.
+        let (header, buckets, olds) = self.read(false, |h, fl| {
+            let header = (h.count, h.b, fl.go_flags(), h.noverflow, h.hash0, h.nevacuate, h.growing());
+            let buckets =
+                h.snapshot_buckets().map(|chains| chains.iter().map(own).collect::<PyResult<Vec<_>>>()).transpose()?;
+            let olds = h
+                .snapshot_oldbuckets()
+                .map(|olds| {
+                    olds.iter()
+                        .map(|o| match o {
+                            OldView::Chain(c) => Ok(Old::Chain(own(c)?)),
+                            OldView::Evacuated(top) => Ok(Old::Evacuated(*top)),
+                        })
+                        .collect::<PyResult<Vec<_>>>()
+                })
+                .transpose()?;
+            Ok((header, buckets, olds))
+        })?;
+        let d = PyDict::new(py);
+        let (count, b, flags, noverflow, hash0, nevacuate, growing) = header;
+        d.set_item("count", count)?;
+        d.set_item("B", b)?;
+        d.set_item("flags", flags)?;
+        d.set_item("noverflow", noverflow)?;
+        d.set_item("hash0", hash0)?;
+        d.set_item("nevacuate", nevacuate)?;
+        d.set_item("growing", growing)?;
+        let chain = |c: Vec<Owned>| -> PyResult<Bound<'py, PyList>> {
+            let l = PyList::empty(py);
+            for (tophash, entries) in c {
+                let b = PyDict::new(py);
+                b.set_item("tophash", PyList::new(py, tophash.iter().map(|&t| t as u32))?)?;
+                let keys = PyList::empty(py);
+                let vals = PyList::empty(py);
+                for e in entries {
+                    match e {
+                        Some((k, v)) => {
+                            keys.append(k)?;
+                            vals.append(v)?;
+                        }
+                        None => {
+                            keys.append(py.None())?;
+                            vals.append(py.None())?;
+                        }
+                    }
+                }
+                b.set_item("keys", keys)?;
+                b.set_item("values", vals)?;
+                l.append(b)?;
+            }
+            Ok(l)
+        };
+        match buckets {
+            Some(chains) => {
                 let l = PyList::empty(py);
-                for bv in c {
-                    let b = PyDict::new(py);
-                    b.set_item("tophash", PyList::new(py, bv.tophash.iter().map(|&t| t as u32))?)?;
-                    let keys = PyList::empty(py);
-                    let vals = PyList::empty(py);
-                    for e in &bv.entries {
-                        match e {
-                            Some((k, v)) => {
-                                keys.append(k.to_py(py)?)?;
-                                vals.append(v.to_py(py)?)?;
-                            }
-                            None => {
-                                keys.append(py.None())?;
-                                vals.append(py.None())?;
-                            }
+                for c in chains {
+                    l.append(chain(c)?)?;
+                }
+                d.set_item("buckets", l)?;
+            }
+            None => d.set_item("buckets", py.None())?,
+        }
+        match olds {
+            Some(olds) => {
+                let l = PyList::empty(py);
+                for o in olds {
+                    match o {
+                        Old::Chain(c) => l.append(chain(c)?)?,
+                        Old::Evacuated(top) => {
+                            let e = PyDict::new(py);
+                            e.set_item("evacuated", true)?;
+                            e.set_item("tophash", PyList::new(py, top.iter().map(|&t| t as u32))?)?;
+                            l.append(e)?;
                         }
                     }
-                    b.set_item("keys", keys)?;
-                    b.set_item("values", vals)?;
-                    l.append(b)?;
                 }
-                Ok(l)
-            };
-            match h.snapshot_buckets() {
-                Some(chains) => {
-                    let l = PyList::empty(py);
-                    for c in &chains {
-                        l.append(chain(c)?)?;
-                    }
-                    d.set_item("buckets", l)?;
-                }
-                None => d.set_item("buckets", py.None())?,
+                d.set_item("oldbuckets", l)?;
             }
-            match h.snapshot_oldbuckets() {
-                Some(olds) => {
-                    let l = PyList::empty(py);
-                    for o in &olds {
-                        match o {
-                            OldView::Chain(c) => l.append(chain(c)?)?,
-                            OldView::Evacuated(top) => {
-                                let e = PyDict::new(py);
-                                e.set_item("evacuated", true)?;
-                                e.set_item("tophash", PyList::new(py, top.iter().map(|&t| t as u32))?)?;
-                                l.append(e)?;
-                            }
-                        }
-                    }
-                    d.set_item("oldbuckets", l)?;
-                }
-                None => d.set_item("oldbuckets", py.None())?,
-            }
-            Ok(d)
-        })
+            None => d.set_item("oldbuckets", py.None())?,
+        }
+        Ok(d)
     }
 
     pub fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
