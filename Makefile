@@ -49,3 +49,8 @@ miri:  ## run the small owned-key engine test under Miri (needs nightly with the
 	MIRIFLAGS=-Zmiri-disable-isolation cargo +nightly miri test --test rust_core -- miri_smoke
 
 .PHONY: miri
+
+soak:  ## soak test (not CI): >= 1M mixed map ops with threads, iterators, pickles; fails if RSS grows > 1 MB after warm-up
+	$(PY) benches/soak.py
+
+.PHONY: soak

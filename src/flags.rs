@@ -87,9 +87,27 @@ impl FlagWord {
         }
     }
 
+    /// Ends the write claim. No read-modify-write is needed: while
+    /// `HASH_WRITING` is set nobody else changes the word (a refused claim leaves
+    /// it as it was, and only the writer sets or clears the other flag bits), so a
+    /// plain store of the word without the bit is exact.
     #[inline]
     pub fn end_write(&self) {
-        self.0.fetch_and(!HASH_WRITING, Ordering::Release);
+        let cur = self.0.load(Ordering::Relaxed);
+        debug_assert!(cur & HASH_WRITING != 0);
+        self.0.store(cur & !HASH_WRITING, Ordering::Release);
+    }
+
+    /// The check of a read made while attached to the interpreter, with the GIL
+    /// held, that runs no Python code, allocates no GC-tracked object and
+    /// releases no object until it ends (see `Shared::read_attached`): refuses
+    /// if a write is in progress, and counts nothing.
+    #[inline]
+    pub fn check_no_writer(&self, iterating: bool) -> Result<(), Misuse> {
+        if self.0.load(Ordering::Acquire) & HASH_WRITING != 0 {
+            return Err(if iterating { Misuse::IterationAndWrite } else { Misuse::ReadAndWrite });
+        }
+        Ok(())
     }
 
     /// Counts a reader in if no write is in progress.
@@ -161,8 +179,11 @@ mod tests {
         assert_eq!(f.read(true).err(), Some(Misuse::IterationAndWrite));
         f.set(ITERATOR | SAME_SIZE_GROW);
         assert_eq!(f.go_flags(), 9);
+        assert_eq!(f.check_no_writer(true).err(), Some(Misuse::IterationAndWrite));
         drop(w);
+        assert!(f.check_no_writer(false).is_ok());
         assert!(f.read(false).is_ok());
         assert!(f.has(SAME_SIZE_GROW));
+        assert!(f.has(ITERATOR));
     }
 }

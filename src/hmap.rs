@@ -71,6 +71,7 @@ use crate::hash::FallbackKey;
 use crate::kinds::{MapKey, MapValue};
 use crate::rand::FastRand;
 use crate::release::GoRelease;
+use std::alloc::{alloc_zeroed, Layout};
 use std::cell::UnsafeCell;
 use std::mem::{needs_drop, MaybeUninit};
 use std::ptr;
@@ -90,6 +91,50 @@ pub const EVACUATED_EMPTY: u8 = 4;
 pub const MIN_TOP_HASH: u8 = 5;
 
 const NO_CHECK: usize = 1 << (usize::BITS - 1);
+
+/// Go's `maxAlloc` on 64-bit platforms: `makemap` treats a hint whose buckets
+/// would need more than this as 0.
+const MAX_ALLOC: usize = 1 << 48;
+
+/// Memory for a bucket array or an overflow bucket could not be allocated. Every
+/// operation that reports it leaves the map holding the same entries as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocError;
+
+/// Why a write failed: the key's equality test failed (`object` keys), or memory
+/// ran out. Either way the map holds the same entries as before.
+#[derive(Debug)]
+pub enum MapError<E> {
+    Key(E),
+    Alloc,
+}
+
+impl<E> From<E> for MapError<E> {
+    fn from(e: E) -> Self {
+        MapError::Key(e)
+    }
+}
+
+impl<E> MapError<E> {
+    fn alloc(_: AllocError) -> Self {
+        MapError::Alloc
+    }
+}
+
+/// A zeroed heap block for `n` values of `T` (all-zero must be a valid `T`).
+fn alloc_zeroed_array<T>(n: usize) -> Result<*mut T, AllocError> {
+    let layout = Layout::array::<T>(n).map_err(|_| AllocError)?;
+    if layout.size() == 0 {
+        return Err(AllocError);
+    }
+    // SAFETY: the layout has a non-zero size (checked above).
+    let p = unsafe { alloc_zeroed(layout) } as *mut T;
+    if p.is_null() {
+        Err(AllocError)
+    } else {
+        Ok(p)
+    }
+}
 
 #[inline(always)]
 pub fn is_empty(x: u8) -> bool {
@@ -213,6 +258,51 @@ impl<K, V> Bucket<K, V> {
     }
 }
 
+/// Asks Linux to back a large fresh bucket array (>= 4 MiB) with transparent
+/// huge pages (`MADV_HUGEPAGE`; the kernel's `madvise` mode needs it, `always`
+/// does it anyway): one TLB entry and one page fault per 2 MiB instead of per
+/// 4 KiB, for the random accesses of lookups and the first touches of a grow.
+/// Only a hint: failure is ignored, and the contents are untouched (still zero).
+fn advise_huge_pages(p: *mut u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    if len >= 4 << 20 {
+        const PAGE: usize = 4096;
+        let start = (p as usize).next_multiple_of(PAGE);
+        let end = (p as usize + len) & !(PAGE - 1);
+        if end > start {
+            // SAFETY: [start, end) lies inside the block just allocated, which
+            // we own; MADV_HUGEPAGE changes no contents and no permission.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (p, len);
+}
+
+/// A hint to start loading every cache line of the bucket at `b` (a no-op where
+/// the target has no stable prefetch instruction). Never faults, whatever `b` is.
+#[inline(always)]
+fn prefetch_bucket<K, V>(b: *const Bucket<K, V>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = b as *const i8;
+        let size = std::mem::size_of::<Bucket<K, V>>();
+        let mut off = 0;
+        while off < size {
+            // SAFETY: a prefetch is only a hint: it never faults and reads nothing
+            // the program can observe, for any address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
+            off += 64;
+        }
+        // The last line, when the bucket straddles one more line than size/64.
+        // SAFETY: as above.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(size - 1)) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = b;
+}
+
 /// `evacuated(b)`.
 ///
 /// # Safety
@@ -231,6 +321,10 @@ pub struct Table<K, V> {
     nbase: usize,
     /// Overflow buckets allocated one by one (Go's `newobject(t.bucket)`).
     extra: UnsafeCell<Vec<Box<UnsafeCell<Bucket<K, V>>>>>,
+    /// Zeroed overflow buckets allocated ahead by [`Table::reserve_overflow`], so
+    /// that an evacuation or a rebuild, once started, cannot run out of memory
+    /// half-way. Not yet part of the table (Go never sees them).
+    spare: UnsafeCell<Vec<Box<UnsafeCell<Bucket<K, V>>>>>,
     /// One bit per bucket of this array: set when it was evacuated while an
     /// iterator could still read it, so its evacuated slots still own their keys.
     retained: UnsafeCell<Vec<u64>>,
@@ -246,12 +340,16 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Table<K, V> {}
 impl<K, V> Table<K, V> {
     /// `makeBucketArray(t, b, nil)`: the array and the index of its first
     /// preallocated overflow bucket (== slab length when there is none).
-    fn make_bucket_array(b: u8, go_bucketsize: usize) -> (Arc<Table<K, V>>, usize) {
+    /// Fails, allocating nothing, when the array does not fit in memory.
+    fn make_bucket_array(b: u8, go_bucketsize: usize) -> Result<(Arc<Table<K, V>>, usize), AllocError> {
+        if b as u32 >= usize::BITS - 1 {
+            return Err(AllocError);
+        }
         let base = bucket_shift(b);
         let mut nbuckets = base;
         if b >= 4 {
             nbuckets += bucket_shift(b - 4);
-            let sz = go_bucketsize * nbuckets;
+            let sz = go_bucketsize.checked_mul(nbuckets).filter(|&s| s <= isize::MAX as usize).ok_or(AllocError)?;
             let up = roundupsize(sz);
             if up != sz {
                 nbuckets = up / go_bucketsize;
@@ -259,15 +357,22 @@ impl<K, V> Table<K, V> {
         }
         // All-zero is a valid empty bucket: tophash EMPTY_REST, uninitialised
         // slots, a null overflow link.
-        let slab: Box<[UnsafeCell<Bucket<K, V>>]> = {
-            let z = Box::<[UnsafeCell<Bucket<K, V>>]>::new_zeroed_slice(nbuckets);
-            // SAFETY: every field of `Bucket` is valid when zeroed (u8s,
-            // MaybeUninit and a raw pointer), and UnsafeCell is repr(transparent).
-            unsafe { z.assume_init() }
+        let p = alloc_zeroed_array::<UnsafeCell<Bucket<K, V>>>(nbuckets)?;
+        advise_huge_pages(p as *mut u8, nbuckets * std::mem::size_of::<Bucket<K, V>>());
+        // SAFETY: `p` is a zeroed block from the global allocator with the layout
+        // of `[UnsafeCell<Bucket>; nbuckets]`; every field of `Bucket` is valid
+        // when zeroed (u8s, MaybeUninit and a raw pointer), and UnsafeCell is
+        // repr(transparent).
+        let slab: Box<[UnsafeCell<Bucket<K, V>>]> =
+            unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, nbuckets)) };
+        let table = Table {
+            slab,
+            nbase: base,
+            extra: UnsafeCell::new(Vec::new()),
+            spare: UnsafeCell::new(Vec::new()),
+            retained: UnsafeCell::new(Vec::new()),
         };
-        let table =
-            Table { slab, nbase: base, extra: UnsafeCell::new(Vec::new()), retained: UnsafeCell::new(Vec::new()) };
-        (Arc::new(table), base)
+        Ok((Arc::new(table), base))
     }
 
     #[inline(always)]
@@ -282,13 +387,41 @@ impl<K, V> Table<K, V> {
     /// # Safety
     /// The caller has exclusive access to the table (write claim, or a table
     /// nobody else can see yet).
-    unsafe fn alloc_overflow(&self) -> *mut Bucket<K, V> {
-        // SAFETY: all-zero is a valid empty bucket (see make_bucket_array).
-        let bx: Box<UnsafeCell<Bucket<K, V>>> = unsafe { Box::new_zeroed().assume_init() };
+    unsafe fn alloc_overflow(&self) -> Result<*mut Bucket<K, V>, AllocError> {
         // SAFETY: exclusive access per the contract.
-        let extra = unsafe { &mut *self.extra.get() };
+        let (extra, spare) = unsafe { (&mut *self.extra.get(), &mut *self.spare.get()) };
+        extra.try_reserve(1).map_err(|_| AllocError)?;
+        let bx = match spare.pop() {
+            Some(bx) => bx,
+            None => Self::zeroed_bucket()?,
+        };
         extra.push(bx);
-        extra.last().unwrap().get()
+        Ok(extra.last().unwrap().get())
+    }
+
+    fn zeroed_bucket() -> Result<Box<UnsafeCell<Bucket<K, V>>>, AllocError> {
+        let p = alloc_zeroed_array::<UnsafeCell<Bucket<K, V>>>(1)?;
+        // SAFETY: a zeroed block with the layout of one bucket, which is valid
+        // when zeroed (see make_bucket_array).
+        Ok(unsafe { Box::from_raw(p) })
+    }
+
+    /// Makes sure the next `n` overflow buckets handed out from this table
+    /// (preallocated ones from `next_overflow` on first, then one by one) need no
+    /// allocation that could fail.
+    ///
+    /// # Safety
+    /// The caller has exclusive access to the table.
+    unsafe fn reserve_overflow(&self, n: usize, next_overflow: usize) -> Result<(), AllocError> {
+        let n = n.saturating_sub(self.slab.len().saturating_sub(next_overflow));
+        // SAFETY: exclusive access per the contract.
+        let (extra, spare) = unsafe { (&mut *self.extra.get(), &mut *self.spare.get()) };
+        extra.try_reserve(n).map_err(|_| AllocError)?;
+        spare.try_reserve(n.saturating_sub(spare.len())).map_err(|_| AllocError)?;
+        while spare.len() < n {
+            spare.push(Self::zeroed_bucket()?);
+        }
+        Ok(())
     }
 
     pub fn nbase(&self) -> usize {
@@ -310,13 +443,44 @@ impl<K, V> Table<K, V> {
 
     /// # Safety
     /// The caller has exclusive access to the table.
-    unsafe fn set_retained(&self, i: usize) {
+    unsafe fn set_retained(&self, i: usize) -> Result<(), AllocError> {
         // SAFETY: exclusive access per the contract.
         let r = unsafe { &mut *self.retained.get() };
         if r.len() <= i / 64 {
-            r.resize(self.nbase.div_ceil(64), 0);
+            let words = self.nbase.div_ceil(64);
+            r.try_reserve_exact(words - r.len()).map_err(|_| AllocError)?;
+            r.resize(words, 0);
         }
         r[i / 64] |= 1 << (i % 64);
+        Ok(())
+    }
+
+    /// Calls `f` on every key and elem this array owns: live slots and retained
+    /// evacuated keys (for the GC's `__traverse__`).
+    ///
+    /// # Safety
+    /// Nobody writes the table meanwhile (the map's read claim, or a table the
+    /// map no longer reaches).
+    pub unsafe fn for_each_owned(&self, f: &mut impl FnMut(Option<&K>, Option<&V>)) {
+        for j in 0..self.nbase {
+            let retained = self.is_retained(j);
+            let mut b = self.bucket(j);
+            while !b.is_null() {
+                // SAFETY: live buckets, read-only per the contract; ownership per
+                // tophash as documented on `Table`.
+                unsafe {
+                    for i in 0..BUCKET_CNT {
+                        let top = (*b).tophash[i];
+                        if top >= MIN_TOP_HASH {
+                            f(Some(Bucket::key(b, i)), Some(Bucket::elem(b, i)));
+                        } else if retained && (top == EVACUATED_X || top == EVACUATED_Y) {
+                            f(Some(Bucket::key(b, i)), None);
+                        }
+                    }
+                    b = Bucket::overflow(b);
+                }
+            }
+        }
     }
 }
 
@@ -374,6 +538,10 @@ pub struct HIter<K, V> {
     buckets: Option<Arc<Table<K, V>>>,
     /// Keeps the old array alive while `bptr` walks one of its chains.
     old_hold: Option<Arc<Table<K, V>>>,
+    /// The array `old_hold` let go of during the last step, if that was its last
+    /// reference: the caller drops it after the read (dropping an array drops
+    /// its entries, which may be Python objects). See [`HIter::take_released`].
+    released: Option<Arc<Table<K, V>>>,
     b: u8,
     start_bucket: usize,
     offset: u8,
@@ -396,8 +564,35 @@ impl<K, V> HIter<K, V> {
     pub fn finished(&self) -> bool {
         self.done
     }
+    /// The arrays this iterator keeps alive.
+    pub fn tables(&self) -> impl Iterator<Item = &Arc<Table<K, V>>> {
+        self.buckets.iter().chain(self.old_hold.iter())
+    }
+    /// Lets go of the arrays (and ends the iteration).
+    pub fn take_tables(&mut self) -> [Option<Arc<Table<K, V>>>; 2] {
+        self.done = true;
+        [self.buckets.take(), self.old_hold.take()]
+    }
     pub fn start(&self) -> (usize, u8) {
         (self.start_bucket, self.offset)
+    }
+
+    /// The array the last `mapiternext` stopped holding, to be dropped by the
+    /// caller once its read is over (usually `None`: no atomic operation).
+    pub fn take_released(&mut self) -> Option<Arc<Table<K, V>>> {
+        self.released.take()
+    }
+
+    /// Replaces `old_hold` without dropping an array inside the step: the value
+    /// held before the step goes to `released`. Any other value replaced in the
+    /// same step was cloned from the map's `oldbuckets` during this step, and the
+    /// map still holds that array, so dropping it only decrements a count.
+    #[inline]
+    fn set_old_hold(&mut self, to: Option<Arc<Table<K, V>>>) {
+        let prev = std::mem::replace(&mut self.old_hold, to);
+        if prev.is_some() && self.released.is_none() {
+            self.released = prev;
+        }
     }
 }
 
@@ -425,11 +620,44 @@ pub enum OldView<'a, K, V> {
     Evacuated([u8; BUCKET_CNT]),
 }
 
+impl<K, V> HMap<K, V> {
+    /// Lets go of both arrays, leaving an empty map of the same B (for a
+    /// deallocation that drops the entries later, see `python::map::dispose`).
+    pub fn take_tables(&mut self) -> [Option<Arc<Table<K, V>>>; 2] {
+        self.count = 0;
+        self.nevacuate = 0;
+        self.epoch += 1;
+        [self.buckets.take(), self.oldbuckets.take()]
+    }
+
+    /// Whether `t` is one of the map's current arrays (`buckets`, `oldbuckets`).
+    pub fn reaches(&self, t: &Arc<Table<K, V>>) -> bool {
+        self.buckets.iter().chain(self.oldbuckets.iter()).any(|m| Arc::ptr_eq(m, t))
+    }
+}
+
 impl<K: MapKey, V: MapValue> HMap<K, V> {
     const GO_BUCKET_SIZE: usize = go_bucket_size(K::GO_SIZE, V::GO_SIZE);
 
-    /// `makemap(t, hint, nil)` of Go release `go`: draws `hash0`.
+    /// `makemap(t, hint, nil)` of Go release `go`: draws `hash0`. Panics when
+    /// the bucket array cannot be allocated; see [`HMap::try_makemap`].
     pub fn makemap(hint: usize, hashkey: [u64; 4], rand: FastRand, go: GoRelease) -> HMap<K, V> {
+        Self::try_makemap(hint, hashkey, rand, go).expect("makemap: out of memory")
+    }
+
+    /// `makemap(t, hint, nil)` of Go release `go`: draws `hash0`; fails when
+    /// the bucket array for `hint` cannot be allocated.
+    pub fn try_makemap(
+        hint: usize,
+        hashkey: [u64; 4],
+        rand: FastRand,
+        go: GoRelease,
+    ) -> Result<HMap<K, V>, AllocError> {
+        // As Go: a hint whose buckets would exceed maxAlloc is treated as 0.
+        let hint = match hint.checked_mul(Self::GO_BUCKET_SIZE) {
+            Some(mem) if mem <= MAX_ALLOC => hint,
+            _ => 0,
+        };
         let hash0 = rand.fastrand();
         let mut b = 0u8;
         while over_load_factor(hint, b, go) {
@@ -451,11 +679,11 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             epoch: 0,
         };
         if b != 0 {
-            let (t, next) = Table::make_bucket_array(b, Self::GO_BUCKET_SIZE);
+            let (t, next) = Table::make_bucket_array(b, Self::GO_BUCKET_SIZE)?;
             h.buckets = Some(t);
             h.next_overflow = next;
         }
-        h
+        Ok(h)
     }
 
     /// What this map's fallback hash mixes in (its `hashkey` as its release uses it).
@@ -500,7 +728,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
     ///
     /// # Safety
     /// Write guard held; `b` is the last bucket of a chain of the current array.
-    unsafe fn newoverflow(&mut self, b: *mut Bucket<K, V>) -> *mut Bucket<K, V> {
+    unsafe fn newoverflow(&mut self, b: *mut Bucket<K, V>) -> Result<*mut Bucket<K, V>, AllocError> {
         // SAFETY: forwarded contract.
         unsafe { self.newoverflow_counted(b, true) }
     }
@@ -510,7 +738,12 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
     ///
     /// # Safety
     /// As [`HMap::newoverflow`].
-    unsafe fn newoverflow_counted(&mut self, b: *mut Bucket<K, V>, go_draw: bool) -> *mut Bucket<K, V> {
+    /// Fails (changing nothing) only when a bucket must be allocated and cannot be.
+    unsafe fn newoverflow_counted(
+        &mut self,
+        b: *mut Bucket<K, V>,
+        go_draw: bool,
+    ) -> Result<*mut Bucket<K, V>, AllocError> {
         let t = self.buckets.as_ref().expect("newoverflow without buckets");
         let ovf = if self.next_overflow < t.slab.len() {
             let o = t.bucket(self.next_overflow);
@@ -518,7 +751,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             o
         } else {
             // SAFETY: write guard held: nobody else touches `extra`.
-            unsafe { t.alloc_overflow() }
+            unsafe { t.alloc_overflow()? }
         };
         if go_draw {
             self.incrnoverflow();
@@ -527,19 +760,36 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         }
         // SAFETY: `b` is live and exclusively ours under the write guard.
         unsafe { (*b).overflow = ovf };
-        ovf
+        Ok(ovf)
     }
 
     /// Looks `key` up as `mapaccessK` does; `(bucket, slot)` of the entry.
+    #[inline]
     fn lookup(&self, fl: &FlagWord, key: &K, hash: u64) -> Result<Option<(*mut Bucket<K, V>, usize)>, K::Error> {
+        self.lookup_by(fl, hash, |k| key.equal(k))
+    }
+
+    /// The lookup of `mapaccessK` for a key given by its hash and an equality
+    /// test against stored keys.
+    #[inline]
+    fn lookup_by<E>(
+        &self,
+        fl: &FlagWord,
+        hash: u64,
+        mut eq: impl FnMut(&K) -> Result<bool, E>,
+    ) -> Result<Option<(*mut Bucket<K, V>, usize)>, E> {
         let Some(t) = self.buckets.as_ref() else { return Ok(None) };
         let mut m = bucket_mask(self.b);
         let mut b = t.bucket(hash as usize & m);
+        // Issue every cache line of the bucket at once, so that the misses on its
+        // tophash, key and elem lines overlap instead of following each other.
+        prefetch_bucket(b);
         if let Some(c) = self.oldbuckets.as_ref() {
             if !fl.has(SAME_SIZE_GROW) {
                 m >>= 1;
             }
             let oldb = c.bucket(hash as usize & m);
+            prefetch_bucket(oldb);
             // SAFETY: oldb is a live bucket of the old array.
             if !unsafe { evacuated(oldb) } {
                 b = oldb;
@@ -552,7 +802,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             let stop = g.match_byte(EMPTY_REST).lowest();
             for i in g.match_byte(top).below(stop.unwrap_or(BUCKET_CNT)) {
                 // SAFETY: tophash >= MIN_TOP_HASH, so slot i holds a key.
-                if key.equal(unsafe { Bucket::key(b, i) })? {
+                if eq(unsafe { Bucket::key(b, i) })? {
                     return Ok(Some((b, i)));
                 }
             }
@@ -561,11 +811,15 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             }
             // SAFETY: live bucket.
             b = unsafe { Bucket::overflow(b) };
+            if !b.is_null() {
+                prefetch_bucket(b);
+            }
         }
         Ok(None)
     }
 
     /// `mapaccess2`.
+    #[inline]
     pub fn mapaccess(&self, fl: &FlagWord, key: &K) -> Result<Option<&V>, K::Error> {
         if self.count == 0 {
             return Ok(None);
@@ -573,6 +827,48 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         let hash = self.hash(key);
         // SAFETY: a found slot holds a live entry, borrowed no longer than `self`.
         Ok(self.lookup(fl, key, hash)?.map(|(b, i)| unsafe { Bucket::elem(b, i) }))
+    }
+
+    /// `mapaccess2` for a key whose hash the caller computed: `hash_with(seed,
+    /// fallback_key)` must return exactly what `K::hash` would for the key, and `eq`
+    /// must be `K::equal` against it. Lets a lookup borrow the caller's bytes
+    /// instead of building an owned key, and a batch hash its keys ahead.
+    #[inline]
+    pub fn mapaccess_hashed(
+        &self,
+        fl: &FlagWord,
+        hash_with: impl FnOnce(u64, &FallbackKey) -> u64,
+        eq: impl FnMut(&K) -> Result<bool, K::Error>,
+    ) -> Result<Option<&V>, K::Error> {
+        if self.count == 0 {
+            return Ok(None);
+        }
+        let hash = hash_with(self.hash0 as u64, &self.hkey);
+        // SAFETY: as in mapaccess.
+        Ok(self.lookup_by(fl, hash, eq)?.map(|(b, i)| unsafe { Bucket::elem(b, i) }))
+    }
+
+    /// The hash `K::hash` gives `key` in this map, for a batch that hashes its keys
+    /// ahead and hands them to [`HMap::mapaccess_hashed`] or [`HMap::prefetch`].
+    /// Must not be called for a key whose hash draws (a NaN float).
+    #[inline]
+    pub fn key_hash(&self, key: &K) -> u64 {
+        self.hash(key)
+    }
+
+    /// Starts loading the bucket (and during growth the old bucket) that a key
+    /// of hash `hash` lives in, for a batch that looks keys up a few ahead.
+    #[inline]
+    pub fn prefetch(&self, fl: &FlagWord, hash: u64) {
+        let Some(t) = self.buckets.as_ref() else { return };
+        let mut m = bucket_mask(self.b);
+        prefetch_bucket(t.bucket(hash as usize & m));
+        if let Some(c) = self.oldbuckets.as_ref() {
+            if !fl.has(SAME_SIZE_GROW) {
+                m >>= 1;
+            }
+            prefetch_bucket(c.bucket(hash as usize & m));
+        }
     }
 
     /// `mapaccessK`: the stored key and its elem.
@@ -586,17 +882,20 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
     }
 
     /// `mapassign` followed by the store of `elem`. Returns the previous elem.
-    pub fn mapassign(&mut self, fl: &FlagWord, key: K, elem: V) -> Result<Option<V>, K::Error> {
+    /// On an error the map holds the same entries as before (and `key`, `elem`
+    /// are dropped).
+    pub fn mapassign(&mut self, fl: &FlagWord, key: K, elem: V) -> Result<Option<V>, MapError<K::Error>> {
         let hash = self.hash(&key);
         if self.buckets.is_none() {
-            let (t, next) = Table::make_bucket_array(0, Self::GO_BUCKET_SIZE);
+            // B is 0 here unless a clear could not reallocate the array.
+            let (t, next) = Table::make_bucket_array(self.b, Self::GO_BUCKET_SIZE).map_err(MapError::alloc)?;
             self.buckets = Some(t);
             self.next_overflow = next;
         }
         'again: loop {
             let bucket = hash as usize & bucket_mask(self.b);
             if self.growing() {
-                self.grow_work(fl, bucket);
+                self.grow_work(fl, bucket).map_err(MapError::alloc)?;
             }
             let t = self.buckets.as_ref().unwrap();
             let mut b = t.bucket(bucket);
@@ -643,13 +942,13 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                 && (over_load_factor(self.count + 1, self.b, self.go)
                     || too_many_overflow_buckets(self.noverflow, self.b))
             {
-                self.hash_grow(fl);
+                self.hash_grow(fl).map_err(MapError::alloc)?;
                 continue 'again;
             }
             let (ib, ii) = match insert {
                 Some(x) => x,
                 // SAFETY: `b` is the last bucket of the chain; write guard held.
-                None => (unsafe { self.newoverflow(b) }, 0),
+                None => (unsafe { self.newoverflow(b) }.map_err(MapError::alloc)?, 0),
             };
             // SAFETY: slot (ib, ii) is empty, so writing does not leak or alias.
             unsafe {
@@ -662,15 +961,16 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         }
     }
 
-    /// `mapdelete`. Returns the removed entry.
-    pub fn mapdelete(&mut self, fl: &FlagWord, key: &K) -> Result<Option<(K, V)>, K::Error> {
+    /// `mapdelete`. Returns the removed entry. An error (the evacuation it
+    /// helps with could not allocate, or `==` failed) removes nothing.
+    pub fn mapdelete(&mut self, fl: &FlagWord, key: &K) -> Result<Option<(K, V)>, MapError<K::Error>> {
         if self.count == 0 {
             return Ok(None);
         }
         let hash = self.hash(key);
         let bucket = hash as usize & bucket_mask(self.b);
         if self.growing() {
-            self.grow_work(fl, bucket);
+            self.grow_work(fl, bucket).map_err(MapError::alloc)?;
         }
         let t = self.buckets.as_ref().unwrap();
         let b_orig = t.bucket(bucket);
@@ -771,24 +1071,28 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             dropped.push(t);
             // Go clears the array in place (`makeBucketArray(t, h.B, h.buckets)`);
             // a fresh array of the same size is indistinguishable and lets open
-            // iterators keep the memory they point into.
-            let (t, next) = Table::make_bucket_array(self.b, Self::GO_BUCKET_SIZE);
-            self.buckets = Some(t);
-            self.next_overflow = next;
+            // iterators keep the memory they point into. Out of memory, the map
+            // stays without an array and the next assignment allocates it.
+            if let Ok((t, next)) = Table::make_bucket_array(self.b, Self::GO_BUCKET_SIZE) {
+                self.buckets = Some(t);
+                self.next_overflow = next;
+            }
         }
         dropped
     }
 
-    /// `hashGrow`.
-    fn hash_grow(&mut self, fl: &FlagWord) {
+    /// `hashGrow`. Allocates first: out of memory, nothing has changed.
+    fn hash_grow(&mut self, fl: &FlagWord) -> Result<(), AllocError> {
         // If we've hit the load factor, get bigger. Otherwise, there are too many
         // overflow buckets, so keep the same number of buckets and "grow" laterally.
         let mut bigger = 1;
         if !over_load_factor(self.count + 1, self.b, self.go) {
             bigger = 0;
+        }
+        let (newbuckets, next) = Table::make_bucket_array(self.b + bigger, Self::GO_BUCKET_SIZE)?;
+        if bigger == 0 {
             fl.set(SAME_SIZE_GROW);
         }
-        let (newbuckets, next) = Table::make_bucket_array(self.b + bigger, Self::GO_BUCKET_SIZE);
         // Commit the grow (atomic wrt gc).
         let had_iterator = fl.has(ITERATOR);
         fl.clear(ITERATOR | OLD_ITERATOR);
@@ -800,19 +1104,25 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         self.nevacuate = 0;
         self.noverflow = 0;
         self.next_overflow = next;
+        Ok(())
     }
 
-    fn grow_work(&mut self, fl: &FlagWord, bucket: usize) {
+    /// Out of memory, the grow stays where it was: every old bucket is either
+    /// wholly evacuated or untouched.
+    fn grow_work(&mut self, fl: &FlagWord, bucket: usize) -> Result<(), AllocError> {
         // Make sure we evacuate the oldbucket corresponding to the bucket we're
         // about to use.
-        self.evacuate(fl, bucket & self.oldbucketmask(fl));
+        self.evacuate(fl, bucket & self.oldbucketmask(fl))?;
         // Evacuate one more oldbucket to make progress on growing.
         if self.growing() {
-            self.evacuate(fl, self.nevacuate);
+            self.evacuate(fl, self.nevacuate)?;
         }
+        Ok(())
     }
 
-    fn evacuate(&mut self, fl: &FlagWord, oldbucket: usize) {
+    /// Evacuates one old bucket. Everything it could need to allocate is
+    /// reserved before the first entry moves, so it fails whole or not at all.
+    fn evacuate(&mut self, fl: &FlagWord, oldbucket: usize) -> Result<(), AllocError> {
         let old = self.oldbuckets.clone().unwrap();
         let newbit = self.noldbuckets(fl);
         let same_size = fl.has(SAME_SIZE_GROW);
@@ -824,10 +1134,20 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                 // An iterator may still read this old bucket's keys (Go keeps the
                 // old bucket intact when oldIterator is set): leave them a copy.
                 let retain = needs_drop::<K>() && fl.has(OLD_ITERATOR);
-                if retain {
-                    old.set_retained(oldbucket);
-                }
                 let newt = self.buckets.clone().unwrap();
+                // Each destination starts empty; n entries fill at most
+                // (n - 1) / 8 overflow buckets behind it.
+                let mut n = 0usize;
+                let mut c = b;
+                while !c.is_null() {
+                    n += (*c).tophash.iter().filter(|&&t| !is_empty(t)).count();
+                    c = Bucket::overflow(c);
+                }
+                let per_dst = n.saturating_sub(1) / BUCKET_CNT;
+                newt.reserve_overflow(if same_size { per_dst } else { 2 * per_dst }, self.next_overflow)?;
+                if retain {
+                    old.set_retained(oldbucket)?;
+                }
                 // xy contains the x and y (low and high) evacuation destinations.
                 let mut dst: [(*mut Bucket<K, V>, usize); 2] = [(newt.bucket(oldbucket), 0), (ptr::null_mut(), 0)];
                 if !same_size {
@@ -861,7 +1181,8 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                         Bucket::set_tophash(b, i, EVACUATED_X + use_y);
                         let d = &mut dst[use_y as usize];
                         if d.1 == BUCKET_CNT {
-                            d.0 = self.newoverflow(d.0);
+                            // Cannot fail: reserved above.
+                            d.0 = self.newoverflow(d.0)?;
                             d.1 = 0;
                         }
                         let (db, di) = *d;
@@ -878,6 +1199,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         if oldbucket == self.nevacuate {
             self.advance_evacuation_mark(fl, newbit);
         }
+        Ok(())
     }
 
     fn advance_evacuation_mark(&mut self, fl: &FlagWord, newbit: usize) {
@@ -900,10 +1222,11 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
 
     /// Finishes a grow in progress (evacuating every remaining old bucket), as
     /// repeated `grow_work` would.
-    pub fn finish_growth(&mut self, fl: &FlagWord) {
+    pub fn finish_growth(&mut self, fl: &FlagWord) -> Result<(), AllocError> {
         while self.growing() {
-            self.evacuate(fl, self.nevacuate);
+            self.evacuate(fl, self.nevacuate)?;
         }
+        Ok(())
     }
 
     /// Goes past Go (golang/go#20135): rebuilds the table at the smallest B that
@@ -911,16 +1234,91 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
     /// deleted entries is returned. hash0 is kept; nothing is drawn from the
     /// external source. Iterators open across a shrink end, as across `clear`.
     /// Returns the arrays let go of, to be dropped after the write claim.
+    /// Panics out of memory; see [`HMap::try_shrink`].
     #[must_use]
     pub fn shrink(&mut self, fl: &FlagWord) -> Vec<Arc<Table<K, V>>> {
-        self.finish_growth(fl);
-        let Some(old) = self.buckets.take() else { return Vec::new() };
+        self.try_shrink(fl).expect("shrink: out of memory")
+    }
+
+    /// [`HMap::shrink`]; out of memory, the map keeps its entries and its array
+    /// (a grow in progress may have been finished).
+    pub fn try_shrink(&mut self, fl: &FlagWord) -> Result<Vec<Arc<Table<K, V>>>, AllocError> {
+        self.try_rebuild_for(fl, self.count)
+    }
+
+    /// Goes past Go, for `set_many(..., presize=True)`: makes the table big
+    /// enough for `extra` more entries now, so the inserts that follow never
+    /// grow it. An empty map without buckets just gets the array `makemap`
+    /// would give that hint; otherwise, if the table is too small, it is
+    /// rebuilt at that size as [`HMap::shrink`] rebuilds (open iterators end).
+    /// Draws nothing, but changes the growth history (and so the bucket layout)
+    /// that Go would have: opt-in only. Returns the arrays let go of.
+    pub fn try_presize(&mut self, fl: &FlagWord, extra: usize) -> Result<Vec<Arc<Table<K, V>>>, AllocError> {
+        let want = self.count.saturating_add(extra);
+        if !over_load_factor(want, self.b, self.go) {
+            return Ok(Vec::new());
+        }
+        if self.buckets.is_none() {
+            let mut b = self.b;
+            while over_load_factor(want, b, self.go) {
+                b += 1;
+            }
+            let (t, next) = Table::make_bucket_array(b, Self::GO_BUCKET_SIZE)?;
+            self.buckets = Some(t);
+            self.next_overflow = next;
+            self.b = b;
+            return Ok(Vec::new());
+        }
+        self.try_rebuild_for(fl, want)
+    }
+
+    /// Rebuilds the table at the smallest B that holds `n` entries (see
+    /// [`HMap::shrink`]).
+    fn try_rebuild_for(&mut self, fl: &FlagWord, n: usize) -> Result<Vec<Arc<Table<K, V>>>, AllocError> {
+        self.finish_growth(fl)?;
+        let Some(old) = self.buckets.as_ref() else { return Ok(Vec::new()) };
         let mut b = 0u8;
-        while over_load_factor(self.count, b, self.go) {
+        while over_load_factor(n, b, self.go) {
             b += 1;
         }
-        let (t, next) = Table::make_bucket_array(b, Self::GO_BUCKET_SIZE);
+        let (t, next) = Table::make_bucket_array(b, Self::GO_BUCKET_SIZE)?;
         let old_mask = bucket_mask(self.b) as u64;
+        let new_mask = bucket_mask(b);
+        // Count the entries of each new bucket first, so every overflow bucket the
+        // rebuild needs is reserved before the first entry moves.
+        let mut per_bucket: Vec<u32> = Vec::new();
+        per_bucket.try_reserve_exact(bucket_shift(b)).map_err(|_| AllocError)?;
+        per_bucket.resize(bucket_shift(b), 0);
+        let rehash = |k: &K, top: u8, j: usize| -> u64 {
+            // A NaN key's hash would draw; any bucket will do for an entry no
+            // lookup can reach, so keep its old place.
+            if K::REFLEXIVE || k.self_equal() {
+                self.hash(k)
+            } else {
+                (top as u64) << 56 | (j as u64 & old_mask)
+            }
+        };
+        for j in 0..old.nbase {
+            let mut ob = old.bucket(j);
+            while !ob.is_null() {
+                // SAFETY: write claim held; live buckets; slots with tophash >=
+                // MIN_TOP_HASH hold entries.
+                unsafe {
+                    for i in 0..BUCKET_CNT {
+                        let top = (*ob).tophash[i];
+                        if top >= MIN_TOP_HASH {
+                            per_bucket[rehash(Bucket::key(ob, i), top, j) as usize & new_mask] += 1;
+                        }
+                    }
+                    ob = Bucket::overflow(ob);
+                }
+            }
+        }
+        let need: usize = per_bucket.iter().map(|&c| (c as usize).saturating_sub(1) / BUCKET_CNT).sum();
+        // SAFETY: `t` is new and ours alone.
+        unsafe { t.reserve_overflow(need, next)? };
+        drop(per_bucket);
+        let old = self.buckets.take().unwrap();
         self.buckets = Some(t);
         self.next_overflow = next;
         self.b = b;
@@ -942,8 +1340,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                         let k = Bucket::key_ptr(ob, i).read();
                         let e = Bucket::elem_ptr(ob, i).read();
                         Bucket::set_tophash(ob, i, EMPTY_ONE);
-                        // A NaN key's hash would draw; any bucket will do for an
-                        // entry no lookup can reach, so keep its old place.
+                        // The same hash as counted above (a NaN keeps its place).
                         let hash = if K::REFLEXIVE || k.self_equal() {
                             self.hash(&k)
                         } else {
@@ -955,13 +1352,14 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                 }
             }
         }
-        vec![old]
+        Ok(vec![old])
     }
 
     /// Places an entry known to be absent, as `mapassign`'s insert path does.
     ///
     /// # Safety
-    /// Write claim held; the key is not in the map; the map is not growing.
+    /// Write claim held; the key is not in the map; the map is not growing; any
+    /// overflow bucket the placement needs has been reserved.
     unsafe fn insert_new(&mut self, hash: u64, key: K, elem: V) {
         let t = self.buckets.as_ref().unwrap();
         let mut b = t.bucket(hash as usize & bucket_mask(self.b));
@@ -973,7 +1371,10 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                 }
                 let ovf = Bucket::overflow(b);
                 if ovf.is_null() {
-                    break (self.newoverflow_counted(b, false), 0);
+                    match self.newoverflow_counted(b, false) {
+                        Ok(o) => break (o, 0),
+                        Err(AllocError) => unreachable!("shrink reserves every overflow bucket it needs"),
+                    }
                 }
                 b = ovf;
             };
@@ -989,6 +1390,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         let mut it = HIter {
             buckets: None,
             old_hold: None,
+            released: None,
             b: self.b,
             start_bucket: 0,
             offset: 0,
@@ -1027,6 +1429,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         HIter {
             buckets: self.buckets.clone(),
             old_hold: None,
+            released: None,
             b: self.b,
             start_bucket: 0,
             offset: 0,
@@ -1045,7 +1448,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         if it.done || it.epoch != self.epoch {
             // Cleared under the iterator: Go would read zeroed memory; stop.
             it.done = true;
-            it.old_hold = None;
+            it.set_old_hold(None);
             return Ok(None);
         }
         let same_size = fl.has(SAME_SIZE_GROW);
@@ -1060,7 +1463,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                 if b.is_null() {
                     if bucket == it.start_bucket && it.wrapped {
                         it.done = true;
-                        it.old_hold = None;
+                        it.set_old_hold(None);
                         return Ok(None);
                     }
                     if self.growing() && it.b == self.b {
@@ -1074,16 +1477,18 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                         b = old.bucket(oldbucket);
                         if !evacuated(b) {
                             check_bucket = bucket;
-                            it.old_hold = Some(old.clone());
+                            if !it.old_hold.as_ref().is_some_and(|o| Arc::ptr_eq(o, old)) {
+                                it.set_old_hold(Some(old.clone()));
+                            }
                         } else {
                             b = it.buckets.as_ref().unwrap().bucket(bucket);
                             check_bucket = NO_CHECK;
-                            it.old_hold = None;
+                            it.set_old_hold(None);
                         }
                     } else {
                         b = it.buckets.as_ref().unwrap().bucket(bucket);
                         check_bucket = NO_CHECK;
-                        it.old_hold = None;
+                        it.set_old_hold(None);
                     }
                     bucket += 1;
                     if bucket == bucket_shift(it.b) {
@@ -1239,42 +1644,44 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
     /// `__traverse__`): live slots of both arrays and retained evacuated keys.
     pub fn for_each_owned(&self, mut f: impl FnMut(Option<&K>, Option<&V>)) {
         for t in self.buckets.iter().chain(self.oldbuckets.iter()) {
-            for j in 0..t.nbase {
-                let retained = t.is_retained(j);
-                let mut b = t.bucket(j);
-                while !b.is_null() {
-                    // SAFETY: read guard held; live buckets; ownership per tophash
-                    // as documented on `Table`.
-                    unsafe {
-                        for i in 0..BUCKET_CNT {
-                            let top = (*b).tophash[i];
-                            if top >= MIN_TOP_HASH {
-                                f(Some(Bucket::key(b, i)), Some(Bucket::elem(b, i)));
-                            } else if retained && (top == EVACUATED_X || top == EVACUATED_Y) {
-                                f(Some(Bucket::key(b, i)), None);
-                            }
-                        }
-                        b = Bucket::overflow(b);
-                    }
-                }
-            }
+            // SAFETY: read guard held.
+            unsafe { t.for_each_owned(&mut f) };
         }
     }
 
     /// A structural copy: same B, same hash0, same buckets and chains, same growth
     /// state; a fresh own generator. `clone_elem` copies one elem. Draws nothing.
+    /// Panics out of memory; see [`HMap::try_clone_with`].
     pub fn clone_with(&self, clone_elem: impl Fn(&V) -> V) -> HMap<K, V> {
-        let copy_table = |t: &Table<K, V>| -> (Arc<Table<K, V>>, usize) {
-            let (nt, mut next) = Table::<K, V>::make_bucket_array(t.nbase.trailing_zeros() as u8, Self::GO_BUCKET_SIZE);
+        self.try_clone_with(clone_elem).expect("clone_with: out of memory")
+    }
+
+    /// [`HMap::clone_with`]; out of memory, it fails before copying any entry.
+    pub fn try_clone_with(&self, clone_elem: impl Fn(&V) -> V) -> Result<HMap<K, V>, AllocError> {
+        // Every allocation first: the arrays, their overflow buckets and
+        // retained-key bitmaps.
+        let alloc_table = |t: &Table<K, V>| -> Result<(Arc<Table<K, V>>, usize), AllocError> {
+            let (nt, next) = Table::<K, V>::make_bucket_array(t.nbase.trailing_zeros() as u8, Self::GO_BUCKET_SIZE)?;
+            // SAFETY: `nt` is new and ours alone.
+            unsafe {
+                nt.reserve_overflow(Self::count_overflow(t), next)?;
+                for j in 0..t.nbase {
+                    if t.is_retained(j) {
+                        nt.set_retained(j)?;
+                    }
+                }
+            }
+            Ok((nt, next))
+        };
+        let new_buckets = self.buckets.as_deref().map(alloc_table).transpose()?;
+        let new_old = self.oldbuckets.as_deref().map(alloc_table).transpose()?;
+        let copy_table = |t: &Table<K, V>, (nt, mut next): (Arc<Table<K, V>>, usize)| -> (Arc<Table<K, V>>, usize) {
             // Overflow buckets come from the preallocated region first, then one by
             // one, as in `newoverflow`; the copy ends up with the same allocation.
             // SAFETY: `t` is read under the read guard; `nt` is new and ours alone.
             unsafe {
                 for j in 0..t.nbase {
                     let retained = t.is_retained(j);
-                    if retained {
-                        nt.set_retained(j);
-                    }
                     let mut src = t.bucket(j);
                     let mut dst = nt.bucket(j);
                     loop {
@@ -1296,7 +1703,10 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                             next += 1;
                             nt.bucket(next - 1)
                         } else {
-                            nt.alloc_overflow()
+                            match nt.alloc_overflow() {
+                                Ok(o) => o,
+                                Err(AllocError) => unreachable!("reserved by alloc_table"),
+                            }
                         };
                         (*dst).overflow = o;
                         dst = o;
@@ -1305,20 +1715,24 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             }
             (nt, next)
         };
-        let (buckets, next_overflow) = match self.buckets.as_deref() {
-            Some(t) => {
-                let (nt, next) = copy_table(t);
+        let (buckets, next_overflow) = match (self.buckets.as_deref(), new_buckets) {
+            (Some(t), Some(n)) => {
+                let (nt, next) = copy_table(t, n);
                 (Some(nt), next)
             }
-            None => (None, 0),
+            _ => (None, 0),
         };
-        HMap {
+        let oldbuckets = match (self.oldbuckets.as_deref(), new_old) {
+            (Some(t), Some(n)) => Some(copy_table(t, n).0),
+            _ => None,
+        };
+        Ok(HMap {
             count: self.count,
             b: self.b,
             noverflow: self.noverflow,
             hash0: self.hash0,
             buckets,
-            oldbuckets: self.oldbuckets.as_deref().map(|t| copy_table(t).0),
+            oldbuckets,
             nevacuate: self.nevacuate,
             next_overflow,
             hashkey: self.hashkey,
@@ -1326,6 +1740,6 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
             hkey: self.hkey,
             rand: self.rand.fork(),
             epoch: 0,
-        }
+        })
     }
 }

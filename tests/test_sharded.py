@@ -387,7 +387,8 @@ def map_error(fn):
         ("float64", 10**400),
         ("float32", 1e300),
         ("string", b"x"),
-        ("string", "\ud800"),
+        # Map now answers "absent" on reads of a lone surrogate (issue 9); ShardedMap follows in its rewrite.
+        pytest.param("string", "\ud800", marks=pytest.mark.xfail(reason="issue 9: Map reads of surrogates are absent")),
         ("bytes", "x"),
         ("object", []),
     ],

@@ -8,8 +8,10 @@
 //! explicitly little-endian layouts, and refuse big-endian ones instead of
 //! misreading them.
 
-use super::convert::{ObjKey, PyKey, PyVal};
-use super::map::Shared;
+use super::convert::{memory_error, ObjKey, PyKey, PyVal};
+use super::map::{dispose, Shared};
+use crate::flags::FlagWord;
+use crate::hmap::HMap;
 use pyo3::exceptions::{PyImportError, PyKeyError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -114,7 +116,8 @@ pub fn copy_buffer<T: BufferElem>(ob: &Bound<'_, PyAny>, what: &str) -> PyResult
             )));
         }
         let n = view.len as usize / std::mem::size_of::<T>();
-        let mut out: Vec<T> = Vec::with_capacity(n);
+        let mut out: Vec<T> = Vec::new();
+        out.try_reserve_exact(n).map_err(|_| memory_error())?;
         // SAFETY: the view holds `n` contiguous elements of T's layout (checked
         // above); the copy happens under the GIL, so the exporter cannot be
         // resized meanwhile, and `out` has room for `n` elements. Byte copies
@@ -134,18 +137,42 @@ pub fn copy_buffer<T: BufferElem>(ob: &Bound<'_, PyAny>, what: &str) -> PyResult
     result
 }
 
+/// The `numpy` module, imported once (a batch call on a small array would
+/// otherwise spend a good part of its time in the import machinery).
 fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    py.import("numpy")
+    static NUMPY: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+    NUMPY
+        .get_or_try_init(py, || py.import("numpy").map(Bound::unbind))
+        .map(|m| m.bind(py).clone())
         .map_err(|_| PyImportError::new_err("gomap's batch operations return NumPy arrays: pip install numpy"))
 }
 
-/// A NumPy array holding `data`.
+/// A NumPy array holding `data`: `numpy.empty`, filled through its buffer
+/// (one copy).
 pub fn to_array<T: BufferElem>(py: Python<'_>, data: &[T]) -> PyResult<Py<PyAny>> {
     let np = numpy(py)?;
-    // SAFETY: reinterpreting a slice of plain numbers as bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) };
-    let raw = PyBytes::new(py, bytes);
-    Ok(np.call_method1("frombuffer", (raw, T::DTYPE))?.call_method0("copy")?.unbind())
+    let arr = np.call_method1("empty", (data.len(), T::DTYPE))?;
+    let nbytes = std::mem::size_of_val(data);
+    let mut view = MaybeUninit::<ffi::Py_buffer>::uninit();
+    // SAFETY: `view` is written by PyObject_GetBuffer on success and released
+    // below; the GIL is held.
+    if unsafe { ffi::PyObject_GetBuffer(arr.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_WRITABLE | ffi::PyBUF_ND) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: initialised by the successful call above.
+    let mut view = unsafe { view.assume_init() };
+    let ok = view.len as usize == nbytes;
+    if ok {
+        // SAFETY: a fresh C-contiguous, writable array of exactly `nbytes` bytes
+        // (checked), which nobody else can see yet.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr() as *const u8, view.buf as *mut u8, nbytes) };
+    }
+    // SAFETY: releases the view obtained above, exactly once.
+    unsafe { ffi::PyBuffer_Release(&mut view) };
+    if !ok {
+        return Err(PyValueError::new_err("numpy.empty returned an array of an unexpected size"));
+    }
+    Ok(arr.unbind())
 }
 
 fn bool_array(py: Python<'_>, data: &[bool]) -> PyResult<Py<PyAny>> {
@@ -286,7 +313,75 @@ fn run<R: Send>(py: Python<'_>, detach: bool, f: impl FnOnce() -> R + Send) -> R
     }
 }
 
+/// How many keys ahead a batch hashes and prefetches: enough to cover a DRAM
+/// miss with the work of the keys in between.
+const AHEAD: usize = 16;
+
+/// Walks `ks` in order, calling `each(i, key, hash)`, after hashing the key
+/// `AHEAD` places later and prefetching its bucket, so that the cache misses of
+/// successive keys overlap. `hash` is `Some` when the key's hash was taken ahead
+/// (never for a key whose hash draws or whose `==` is Python's: those are
+/// hashed by the operation itself, in order, as without the pipeline). The
+/// prefetches are hints computed from the table at the time: a write between
+/// two keys can make one useless, never wrong.
+#[inline]
+fn pipelined<K: PyKey, V: PyVal, E>(
+    h: &HMap<K, V>,
+    fl: &FlagWord,
+    ks: &[K],
+    mut each: impl FnMut(&HMap<K, V>, usize, &K, Option<u64>) -> Result<(), E>,
+) -> Result<(), E> {
+    let ahead = |i: usize| -> Option<u64> {
+        let k = &ks[i];
+        if !k.pure_lookup() {
+            return None;
+        }
+        let hash = h.key_hash(k);
+        h.prefetch(fl, hash);
+        Some(hash)
+    };
+    let mut ring = [None; AHEAD];
+    for (j, slot) in ring.iter_mut().enumerate().take(ks.len()) {
+        *slot = ahead(j);
+    }
+    for (i, k) in ks.iter().enumerate() {
+        let hash = ring[i % AHEAD];
+        if i + AHEAD < ks.len() {
+            ring[i % AHEAD] = ahead(i + AHEAD);
+        }
+        each(h, i, k, hash)?;
+    }
+    Ok(())
+}
+
+/// `mapaccess2` with the hash the pipeline took ahead, when it took one.
+#[inline(always)]
+fn access<'h, K: PyKey, V: PyVal>(
+    h: &'h HMap<K, V>,
+    fl: &FlagWord,
+    k: &K,
+    hash: Option<u64>,
+) -> PyResult<Option<&'h V>> {
+    match hash {
+        Some(x) => h.mapaccess_hashed(fl, |_, _| x, |stored| k.equal(stored)),
+        None => h.mapaccess(fl, k),
+    }
+    .map_err(K::raise)
+}
+
 impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
+    /// Runs `f` under the write claim, taken while attached (as
+    /// `Shared::read_attached` requires of every write), with the GIL released
+    /// while `f` runs when `detach`.
+    fn write_detached<R: Send>(
+        &self,
+        py: Python<'_>,
+        detach: bool,
+        f: impl FnOnce(&mut HMap<K, V>, &FlagWord) -> PyResult<R> + Send,
+    ) -> PyResult<R> {
+        self.write(|h, fl| run(py, detach, || f(h, fl)))
+    }
+
     pub fn get_many(
         &self,
         py: Python<'_>,
@@ -298,15 +393,26 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
         let default = default.map(V::from_py).transpose()?;
         let found: Result<Vec<V>, usize> = run(py, K::DETACHABLE && V::DETACHABLE, || {
             self.read(false, |h, fl| {
-                let mut out = Vec::with_capacity(ks.len());
-                for (i, k) in ks.iter().enumerate() {
-                    match (h.mapaccess(fl, k).map_err(K::raise)?, &default) {
+                let mut out = Vec::new();
+                out.try_reserve_exact(ks.len()).map_err(|_| memory_error())?;
+                let mut missing = 0;
+                // Err(None): stop at a missing key without a default.
+                let r = pipelined(h, fl, &ks, |h, i, k, hash| {
+                    match (access(h, fl, k, hash).map_err(Some)?, &default) {
                         (Some(v), _) => out.push(v.copy_out()),
                         (None, Some(d)) => out.push(d.copy_out()),
-                        (None, None) => return Ok(Err(i)),
+                        (None, None) => {
+                            missing = i;
+                            return Err(None);
+                        }
                     }
+                    Ok(())
+                });
+                match r {
+                    Ok(()) => Ok(Ok(out)),
+                    Err(None) => Ok(Err(missing)),
+                    Err(Some(e)) => Err(e),
                 }
-                Ok(Ok(out))
             })
         })?;
         match found {
@@ -315,50 +421,145 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
         }
     }
 
+    /// The keys and/or values in the order of one Go iteration (`for k, v :=
+    /// range m`: `mapiterinit` draws the start, as `iter(m)` does), as arrays.
+    pub fn export(&self, py: Python<'_>, keys: bool, values: bool) -> PyResult<(Option<Py<PyAny>>, Option<Py<PyAny>>)> {
+        numpy(py)?;
+        // A counted claim: mapiterinit may draw from a Python source, and object
+        // keys and values are only increfed here (nothing is allocated).
+        let (ks, vs) = self
+            .read(true, |h, fl| {
+                let mut ks = Vec::with_capacity(if keys { h.count } else { 0 });
+                let mut vs = Vec::with_capacity(if values { h.count } else { 0 });
+                let mut it = h.mapiterinit(fl);
+                while let Some((k, v)) = h.mapiternext(fl, &mut it).map_err(K::raise)? {
+                    if keys {
+                        ks.push(k.clone_key());
+                    }
+                    if values {
+                        vs.push(v.copy_out());
+                    }
+                }
+                Ok((ks, vs, it.take_released()))
+            })
+            .map(|(ks, vs, released)| {
+                drop(released);
+                (ks, vs)
+            })?;
+        let ks = if keys { Some(K::array(py, ks)?) } else { None };
+        let vs = if values { Some(V::array(py, vs)?) } else { None };
+        Ok((ks, vs))
+    }
+
     pub fn contains_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         numpy(py)?;
         let ks = K::collect(keys, "keys")?;
         let found: Vec<bool> = run(py, K::DETACHABLE, || {
-            self.read(false, |h, fl| ks.iter().map(|k| Ok(h.mapaccess(fl, k).map_err(K::raise)?.is_some())).collect())
+            self.read(false, |h, fl| {
+                let mut out = Vec::with_capacity(ks.len());
+                pipelined(h, fl, &ks, |h, _, k, hash| {
+                    out.push(access(h, fl, k, hash)?.is_some());
+                    Ok::<(), PyErr>(())
+                })?;
+                Ok(out)
+            })
         })?;
         bool_array(py, &found)
     }
 
-    pub fn set_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>, values: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub fn set_many(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+        presize: bool,
+    ) -> PyResult<()> {
         let ks = K::collect(keys, "keys")?;
         let vs = V::collect(values, "values")?;
         if ks.len() != vs.len() {
             return Err(PyValueError::new_err(format!("{} keys but {} values", ks.len(), vs.len())));
         }
-        let replaced: Vec<V> = run(py, K::DETACHABLE && V::DETACHABLE, || {
-            self.write(|h, fl| {
+        // Our own reference to every key and value object (the batch may hold the
+        // only ones, e.g. from a generator): whatever the engine drops under the
+        // claim (a key already present, the rest of the batch after an error) is
+        // then never the last reference. Typed kinds hold no objects.
+        let keep: Vec<Py<PyAny>> = ks
+            .iter()
+            .filter_map(PyKey::object)
+            .chain(vs.iter().filter_map(PyVal::object))
+            .map(|o| o.clone_ref(py))
+            .collect();
+        let (replaced, err, let_go): (Vec<V>, Option<PyErr>, Vec<_>) =
+            self.write_detached(py, K::DETACHABLE && V::DETACHABLE, |h, fl| {
+                let let_go =
+                    if presize { h.try_presize(fl, ks.len()).map_err(|_| memory_error())? } else { Vec::new() };
                 let mut replaced = Vec::new();
-                for (k, v) in ks.into_iter().zip(vs) {
-                    replaced.extend(h.mapassign(fl, k, v).map_err(K::raise)?);
+                let n = ks.len();
+                let mut ks = ks.into_iter();
+                let mut vs = vs.into_iter();
+                // The key AHEAD places on is hashed for its prefetch only;
+                // mapassign hashes it again when its turn comes (cheap next to a miss).
+                let prefetch = |h: &HMap<K, V>, k: &K| {
+                    if k.pure_lookup() {
+                        h.prefetch(fl, h.key_hash(k));
+                    }
+                };
+                for k in ks.as_slice().iter().take(AHEAD) {
+                    prefetch(h, k);
                 }
-                Ok(replaced)
-            })
-        })?;
-        drop(replaced); // after the claim: may run __del__
-        Ok(())
+                for _ in 0..n {
+                    if let Some(next) = ks.as_slice().get(AHEAD) {
+                        prefetch(h, next);
+                    }
+                    let (k, v) = (ks.next().unwrap(), vs.next().unwrap());
+                    match h.mapassign(fl, k, v) {
+                        Ok(old) => replaced.extend(old),
+                        // The values replaced so far leave with the error.
+                        Err(e) => return Ok((replaced, Some(K::raise(e)), let_go)),
+                    }
+                }
+                Ok((replaced, None, let_go))
+            })?;
+        // After the claim: these may run __del__.
+        drop(replaced);
+        dispose(let_go);
+        drop(keep);
+        err.map_or(Ok(()), Err)
     }
 
     pub fn delete_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         numpy(py)?;
         let ks = K::collect(keys, "keys")?;
-        let (found, removed): (Vec<bool>, Vec<(K, V)>) = run(py, K::DETACHABLE && V::DETACHABLE, || {
-            self.write(|h, fl| {
-                let mut found = Vec::with_capacity(ks.len());
-                let mut removed = Vec::new();
-                for k in &ks {
-                    let r = h.mapdelete(fl, k).map_err(K::raise)?;
-                    found.push(r.is_some());
-                    removed.extend(r);
+        let mut found: Vec<bool> = Vec::new();
+        found.try_reserve_exact(ks.len()).map_err(|_| memory_error())?;
+        let (found, removed, err) = self.write_detached(py, K::DETACHABLE && V::DETACHABLE, |h, fl| {
+            let mut removed: Vec<(K, V)> = Vec::new();
+            for k in ks.iter().take(AHEAD).filter(|k| k.pure_lookup()) {
+                h.prefetch(fl, h.key_hash(k));
+            }
+            for (i, k) in ks.iter().enumerate() {
+                // Prefetch only: mapdelete hashes the key again in its turn
+                // (with the hash0 of that moment, which an emptied map redraws).
+                if let Some(next) = ks.get(i + AHEAD).filter(|k| k.pure_lookup()) {
+                    h.prefetch(fl, h.key_hash(next));
                 }
-                Ok((found, removed))
-            })
+                match h.mapdelete(fl, k) {
+                    Ok(r) => {
+                        found.push(r.is_some());
+                        removed.extend(r);
+                    }
+                    // The entries removed so far leave with the error.
+                    Err(e) => return Ok((found, removed, Some(K::raise(e)))),
+                }
+            }
+            Ok((found, removed, None))
         })?;
+        // After the claim: these may run __del__.
         drop(removed);
+        drop(ks);
+        if let Some(e) = err {
+            return Err(e);
+        }
         bool_array(py, &found)
     }
 }

@@ -7,10 +7,11 @@
 //! *before* the claim, as Go hashes before setting `hashWriting`, so a bad key or
 //! a raising `__hash__` changes nothing. Entries a write removes are dropped
 //! *after* the claim is released: dropping a Python object can run arbitrary
-//! code, which must find the map usable.
+//! code, which must find the map usable (the rule is written out once, on
+//! [`Shared::read`]).
 
 use super::anymap::{construct, dispatch, AnyMap};
-use super::convert::{PyKey, PyVal};
+use super::convert::{memory_error, PyKey, PyVal};
 use super::iter::{IterMode, MapIter};
 use super::views::{ItemsView, KeysView, ValuesView};
 use super::ConcurrentMapError;
@@ -18,12 +19,48 @@ use crate::flags::{FlagWord, Misuse};
 use crate::hmap::{BucketView, HMap, OldView};
 use crate::rand::{ExternalDraws, FastRand};
 use crate::release::GoRelease;
-use pyo3::exceptions::{PyKeyError, PyOverflowError, PyRuntimeWarning, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyMemoryError, PyOverflowError, PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::{PyTraverseError, PyTypeInfo};
-use std::cell::UnsafeCell;
+use std::any::Any;
+use std::cell::{Cell, RefCell, UnsafeCell};
+
+thread_local! {
+    static DISPOSING: Cell<bool> = const { Cell::new(false) };
+    static PENDING: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Drops `x` without unbounded recursion. Dropping a map's arrays drops its
+/// values, which may be maps (or iterators) whose arrays hold more maps: freed
+/// naively, a chain of 300,000 nested maps overflows the C stack. The outermost
+/// `dispose` on a thread drops `x` and then, in a loop, everything that nested
+/// deallocations handed to `dispose` meanwhile; those only queue their
+/// contents. (CPython's trashcan does the same for its own containers.)
+pub(crate) fn dispose<T: 'static>(x: T) {
+    if !std::mem::needs_drop::<T>() {
+        return;
+    }
+    struct Outermost;
+    impl Drop for Outermost {
+        fn drop(&mut self) {
+            let _ = DISPOSING.try_with(|d| d.set(false));
+        }
+    }
+    match DISPOSING.try_with(|d| d.replace(true)) {
+        Ok(false) => {
+            let _outermost = Outermost;
+            drop(x);
+            while let Some(next) = PENDING.with(|p| p.borrow_mut().pop()) {
+                drop(next);
+            }
+        }
+        Ok(true) => PENDING.with(|p| p.borrow_mut().push(Box::new(x))),
+        // Thread-local storage already torn down (thread exit): drop in place.
+        Err(_) => drop(x),
+    }
+}
 
 pub fn misuse(m: Misuse) -> PyErr {
     ConcurrentMapError::new_err(m.message())
@@ -33,6 +70,9 @@ pub fn misuse(m: Misuse) -> PyErr {
 pub struct Shared<K, V> {
     pub flags: FlagWord,
     h: UnsafeCell<HMap<K, V>>,
+    /// The GC anchors of bucket arrays that iterators of this map hold, by array
+    /// address, held weakly (see `iter::ArrayAnchor`).
+    pub(crate) anchors: std::sync::Mutex<Vec<(usize, Py<pyo3::types::PyWeakrefReference>)>>,
 }
 
 // SAFETY: all access to `h` goes through `read`/`write`, whose flag-word claims
@@ -41,10 +81,30 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Shared<K, V> {}
 
 impl<K: PyKey, V: PyVal> Shared<K, V> {
     pub fn new(h: HMap<K, V>) -> Self {
-        Shared { flags: FlagWord::new(), h: UnsafeCell::new(h) }
+        Shared { flags: FlagWord::new(), h: UnsafeCell::new(h), anchors: std::sync::Mutex::new(Vec::new()) }
     }
 
     /// Runs `f` under a read claim.
+    ///
+    /// # What may happen under a claim
+    ///
+    /// While a read or the write claim is held (here, in `write`, and in every
+    /// caller's closure), other code touching the map gets `ConcurrentMapError`
+    /// — including a `__del__` or a GC callback that the closure triggers. So a
+    /// closure must not
+    /// - release the last reference to a Python object: whatever the engine
+    ///   removes or replaces is returned and dropped after the claim, also when a
+    ///   later step of a batch fails; keys and values passed in are kept alive by
+    ///   the caller (so the engine dropping its copy is never the last
+    ///   reference); an iterator step keeps its arrays alive across the step;
+    /// - allocate a GC-tracked object (tuple, list, dict): on CPython that can run
+    ///   the cyclic GC and any `__del__`. Under the claim, copy out references
+    ///   (or build ints, floats, str, bytes, which are not tracked); build
+    ///   containers after;
+    /// - run Python code, with two exceptions that Go has too: an `object` key's
+    ///   `__eq__` runs during the probe (Go calls the interface's equality), and
+    ///   the user's `rand=` source is called at Go's draw sites. A write to the
+    ///   map from either is refused with `ConcurrentMapError`.
     #[inline]
     pub fn read<R>(&self, iterating: bool, f: impl FnOnce(&HMap<K, V>, &FlagWord) -> PyResult<R>) -> PyResult<R> {
         let _claim = self.flags.read(iterating).map_err(misuse)?;
@@ -60,29 +120,90 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
         f(unsafe { &mut *self.h.get() }, &self.flags)
     }
 
+    /// Runs `f` as a read made while attached to the interpreter.
+    ///
+    /// On GIL builds this counts no reader, so it costs no atomic
+    /// read-modify-write: the GIL is held from the check to the end of `f`, and
+    /// every write claim is taken while attached (batch writes claim before they
+    /// release the GIL), so no write can begin before `f` returns, provided `f`
+    /// runs no Python code, allocates no GC-tracked object (which could start a
+    /// collection and run finalizers) and releases no Python object; a write
+    /// already in progress, attached or not, is in the flag word and refuses
+    /// the read. (PyO3 refuses to load the module in a subinterpreter, so one
+    /// GIL guards every user of a map.) On free-threaded builds this is
+    /// [`Shared::read`].
+    #[inline]
+    pub fn read_attached<R>(
+        &self,
+        _py: Python<'_>,
+        iterating: bool,
+        f: impl FnOnce(&HMap<K, V>, &FlagWord) -> PyResult<R>,
+    ) -> PyResult<R> {
+        #[cfg(not(Py_GIL_DISABLED))]
+        {
+            self.flags.check_no_writer(iterating).map_err(misuse)?;
+            // SAFETY: no write is in progress, and none can begin before `f`
+            // returns (see above), so nothing mutates the map meanwhile.
+            f(unsafe { &*self.h.get() }, &self.flags)
+        }
+        #[cfg(Py_GIL_DISABLED)]
+        self.read(iterating, f)
+    }
+
+    /// Looks `key` up by the cheapest exact path and passes the elem found to
+    /// `f`, which runs inside the read and so must obey `read_attached`'s rules
+    /// whenever the key's lookup is pure: `str`/`bytes` probes borrow the
+    /// object's bytes, typed keys take no claim, `object` keys (whose `==` may
+    /// run anything) a counted read claim.
+    #[inline]
+    fn lookup_with<R>(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        f: impl FnOnce(Option<&V>) -> PyResult<R>,
+    ) -> PyResult<R> {
+        if let Some(bytes) = K::probe_bytes(key) {
+            return self.read_attached(py, false, |h, fl| {
+                let found = h
+                    .mapaccess_hashed(
+                        fl,
+                        |seed, hk0| crate::hash::memhash(bytes, seed, hk0),
+                        |k| Ok(k.key_bytes() == bytes),
+                    )
+                    .map_err(K::raise)?;
+                f(found)
+            });
+        }
+        let Some(k) = K::from_py_lookup(key)? else { return f(None) };
+        if k.pure_lookup() {
+            self.read_attached(py, false, |h, fl| f(h.mapaccess(fl, &k).map_err(K::raise)?))
+        } else {
+            self.read(false, |h, fl| f(h.mapaccess(fl, &k).map_err(K::raise)?))
+        }
+        // `k` (an object key's reference) is released here, after the read.
+    }
+
     /// Read access for the GC's `__traverse__`, which must not fail or block:
     /// `None` while a write is in progress.
-    fn try_read<R>(&self, f: impl FnOnce(&HMap<K, V>) -> R) -> Option<R> {
+    pub(crate) fn try_read<R>(&self, f: impl FnOnce(&HMap<K, V>) -> R) -> Option<R> {
         let _claim = self.flags.read(false).ok()?;
         // SAFETY: as in `read`.
         Some(f(unsafe { &*self.h.get() }))
     }
 
-    pub fn len(&self) -> PyResult<usize> {
-        self.read(false, |h, _| Ok(h.count))
+    pub fn len(&self, py: Python<'_>) -> PyResult<usize> {
+        self.read_attached(py, false, |h, _| Ok(h.count))
     }
 
+    #[inline]
     pub fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
-        let k = K::from_py(key)?;
-        self.read(false, |h, fl| match h.mapaccess(fl, &k).map_err(K::raise)? {
-            Some(v) => Ok(Some(v.to_py(py)?)),
-            None => Ok(None),
-        })
+        // `to_py` allocates no GC-tracked object (see `PyVal::to_py`).
+        self.lookup_with(py, key, |v| v.map(|v| v.to_py(py)).transpose())
     }
 
+    #[inline]
     pub fn contains(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let k = K::from_py(key)?;
-        self.read(false, |h, fl| Ok(h.mapaccess(fl, &k).map_err(K::raise)?.is_some()))
+        self.lookup_with(key.py(), key, |v| Ok(v.is_some()))
     }
 
     pub fn set(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -95,7 +216,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
 
     /// Go's `delete`: the removed entry, dropped by the caller after the claim.
     pub fn delete(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<(K, V)>> {
-        let k = K::from_py(key)?;
+        let Some(k) = K::from_py_lookup(key)? else { return Ok(None) };
         self.write(|h, fl| h.mapdelete(fl, &k).map_err(K::raise))
     }
 
@@ -140,7 +261,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
     }
 
     pub fn shrink(&self) -> PyResult<()> {
-        let dropped = self.write(|h, fl| Ok(h.shrink(fl)))?;
+        let dropped = self.write(|h, fl| h.try_shrink(fl).map_err(|_| memory_error()))?;
         drop(dropped);
         Ok(())
     }
@@ -165,7 +286,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
     }
 
     pub fn copy(&self, py: Python<'_>) -> PyResult<HMap<K, V>> {
-        self.read(false, |h, _| Ok(h.clone_with(|v| v.clone_val(py))))
+        self.read(false, |h, _| h.try_clone_with(|v| v.clone_val(py)).map_err(|_| memory_error()))
     }
 
     pub fn hash0(&self) -> PyResult<u32> {
@@ -182,76 +303,112 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
     }
 
     pub fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.read(false, |h, fl| {
-            let d = PyDict::new(py);
-            d.set_item("count", h.count)?;
-            d.set_item("B", h.b)?;
-            d.set_item("flags", fl.go_flags())?;
-            d.set_item("noverflow", h.noverflow)?;
-            d.set_item("hash0", h.hash0)?;
-            d.set_item("nevacuate", h.nevacuate)?;
-            d.set_item("growing", h.growing())?;
-            d.set_item("go", h.go.name())?;
-            let chain = |c: &Vec<BucketView<'_, K, V>>| -> PyResult<Bound<'py, PyList>> {
+        /// One bucket, copied out under the claim (references only).
+        type Owned = ([u8; 8], Vec<Option<(Py<PyAny>, Py<PyAny>)>>);
+        enum Old {
+            Chain(Vec<Owned>),
+            Evacuated([u8; 8]),
+        }
+        let own = |c: &Vec<BucketView<'_, K, V>>| -> PyResult<Vec<Owned>> {
+            c.iter()
+                .map(|bv| {
+                    let entries = bv
+                        .entries
+                        .iter()
+                        .map(|e| e.map(|(k, v)| Ok::<_, PyErr>((k.to_py(py)?, v.to_py(py)?))).transpose())
+                        .collect::<PyResult<Vec<_>>>()?;
+                    Ok((bv.tophash, entries))
+                })
+                .collect()
+        };
+        // Under the claim: numbers and references; the dicts and lists after it.
+        let (header, buckets, olds) = self.read(false, |h, fl| {
+            let header = (h.count, h.b, fl.go_flags(), h.noverflow, h.hash0, h.nevacuate, h.growing(), h.go);
+            let buckets =
+                h.snapshot_buckets().map(|chains| chains.iter().map(own).collect::<PyResult<Vec<_>>>()).transpose()?;
+            let olds = h
+                .snapshot_oldbuckets()
+                .map(|olds| {
+                    olds.iter()
+                        .map(|o| match o {
+                            OldView::Chain(c) => Ok(Old::Chain(own(c)?)),
+                            OldView::Evacuated(top) => Ok(Old::Evacuated(*top)),
+                        })
+                        .collect::<PyResult<Vec<_>>>()
+                })
+                .transpose()?;
+            Ok((header, buckets, olds))
+        })?;
+        let d = PyDict::new(py);
+        let (count, b, flags, noverflow, hash0, nevacuate, growing, go) = header;
+        d.set_item("count", count)?;
+        d.set_item("B", b)?;
+        d.set_item("flags", flags)?;
+        d.set_item("noverflow", noverflow)?;
+        d.set_item("hash0", hash0)?;
+        d.set_item("nevacuate", nevacuate)?;
+        d.set_item("growing", growing)?;
+        d.set_item("go", go.name())?;
+        let chain = |c: Vec<Owned>| -> PyResult<Bound<'py, PyList>> {
+            let l = PyList::empty(py);
+            for (tophash, entries) in c {
+                let b = PyDict::new(py);
+                b.set_item("tophash", PyList::new(py, tophash.iter().map(|&t| t as u32))?)?;
+                let keys = PyList::empty(py);
+                let vals = PyList::empty(py);
+                for e in entries {
+                    match e {
+                        Some((k, v)) => {
+                            keys.append(k)?;
+                            vals.append(v)?;
+                        }
+                        None => {
+                            keys.append(py.None())?;
+                            vals.append(py.None())?;
+                        }
+                    }
+                }
+                b.set_item("keys", keys)?;
+                b.set_item("values", vals)?;
+                l.append(b)?;
+            }
+            Ok(l)
+        };
+        match buckets {
+            Some(chains) => {
                 let l = PyList::empty(py);
-                for bv in c {
-                    let b = PyDict::new(py);
-                    b.set_item("tophash", PyList::new(py, bv.tophash.iter().map(|&t| t as u32))?)?;
-                    let keys = PyList::empty(py);
-                    let vals = PyList::empty(py);
-                    for e in &bv.entries {
-                        match e {
-                            Some((k, v)) => {
-                                keys.append(k.to_py(py)?)?;
-                                vals.append(v.to_py(py)?)?;
-                            }
-                            None => {
-                                keys.append(py.None())?;
-                                vals.append(py.None())?;
-                            }
+                for c in chains {
+                    l.append(chain(c)?)?;
+                }
+                d.set_item("buckets", l)?;
+            }
+            None => d.set_item("buckets", py.None())?,
+        }
+        match olds {
+            Some(olds) => {
+                let l = PyList::empty(py);
+                for o in olds {
+                    match o {
+                        Old::Chain(c) => l.append(chain(c)?)?,
+                        Old::Evacuated(top) => {
+                            let e = PyDict::new(py);
+                            e.set_item("evacuated", true)?;
+                            e.set_item("tophash", PyList::new(py, top.iter().map(|&t| t as u32))?)?;
+                            l.append(e)?;
                         }
                     }
-                    b.set_item("keys", keys)?;
-                    b.set_item("values", vals)?;
-                    l.append(b)?;
                 }
-                Ok(l)
-            };
-            match h.snapshot_buckets() {
-                Some(chains) => {
-                    let l = PyList::empty(py);
-                    for c in &chains {
-                        l.append(chain(c)?)?;
-                    }
-                    d.set_item("buckets", l)?;
-                }
-                None => d.set_item("buckets", py.None())?,
+                d.set_item("oldbuckets", l)?;
             }
-            match h.snapshot_oldbuckets() {
-                Some(olds) => {
-                    let l = PyList::empty(py);
-                    for o in &olds {
-                        match o {
-                            OldView::Chain(c) => l.append(chain(c)?)?,
-                            OldView::Evacuated(top) => {
-                                let e = PyDict::new(py);
-                                e.set_item("evacuated", true)?;
-                                e.set_item("tophash", PyList::new(py, top.iter().map(|&t| t as u32))?)?;
-                                l.append(e)?;
-                            }
-                        }
-                    }
-                    d.set_item("oldbuckets", l)?;
-                }
-                None => d.set_item("oldbuckets", py.None())?,
-            }
-            Ok(d)
-        })
+            None => d.set_item("oldbuckets", py.None())?,
+        }
+        Ok(d)
     }
 
     pub fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.read(false, |h, fl| {
-            let s = h.stats();
+        let (s, same_size, go) =
+            self.read(false, |h, fl| Ok((h.stats(), fl.has(crate::flags::SAME_SIZE_GROW), h.go)))?;
+        {
             let d = PyDict::new(py);
             d.set_item("count", s.count)?;
             d.set_item("B", s.b)?;
@@ -263,14 +420,14 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
             let load = if s.buckets == 0 { 0.0 } else { s.count as f64 / s.buckets as f64 };
             d.set_item("load_factor", load)?;
             d.set_item("growing", s.growing)?;
-            d.set_item("same_size_grow", fl.has(crate::flags::SAME_SIZE_GROW))?;
+            d.set_item("same_size_grow", same_size)?;
             d.set_item("nevacuate", s.nevacuate)?;
             d.set_item("bytes", s.bytes)?;
-            d.set_item("go", h.go.name())?;
+            d.set_item("go", go.name())?;
             // Go grows when count > loadFactorNum * 2^B / loadFactorDen.
-            d.set_item("load_factor_max", h.go.load_factor_num() as f64 / crate::hmap::LOAD_FACTOR_DEN as f64)?;
+            d.set_item("load_factor_max", go.load_factor_num() as f64 / crate::hmap::LOAD_FACTOR_DEN as f64)?;
             Ok(d)
-        })
+        }
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -295,8 +452,23 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
     fn gc_clear(&self) {
         // A map the GC clears is garbage: no draw, and a busy map is left alone.
         if let Ok(dropped) = self.write(|h, fl| Ok((h.reset_tables(fl), h.rand.drop_external()))) {
-            drop(dropped);
+            dispose(dropped);
         }
+    }
+
+    /// Hands the arrays and the `rand=` source to [`dispose`] (the map is being
+    /// deallocated).
+    fn dispose_contents(&mut self) {
+        let h = self.h.get_mut();
+        let tables = h.take_tables();
+        let external = h.rand.drop_external();
+        dispose((tables, external));
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        dispatch!(AnyMap, &mut self.inner, m => m.dispose_contents())
     }
 }
 
@@ -491,9 +663,10 @@ impl Map {
         if hint < 0 {
             return Err(PyValueError::new_err(format!("hint must be >= 0, not {hint}")));
         }
-        // makemap64: a hint that does not fit an int is treated as 0; beyond
-        // what memory could hold Go also falls back to 0 (`mem > maxAlloc`).
-        let hint = if hint > (1i64 << 40) { 0 } else { hint as usize };
+        // As Go's makemap, a hint whose buckets would exceed maxAlloc (2**48
+        // bytes) is treated as 0; a smaller one that memory cannot hold is
+        // MemoryError, never an abort.
+        let hint = hint as usize;
         let hashkey = match hashkey {
             None => random_hashkey(),
             Some(hk) => {
@@ -536,8 +709,11 @@ impl Map {
             }
         };
         let rand = FastRand::from_os(external);
-        let inner = construct!(AnyMap, key_kind, value_kind, <K, V> =>
-            Shared::new(HMap::<K, V>::makemap(hint, hashkey, rand, go)))
+        let inner = construct!(AnyMap, key_kind, value_kind, <K, V> => Shared::new(
+            HMap::<K, V>::try_makemap(hint, hashkey, rand, go).map_err(|_| {
+                PyMemoryError::new_err(format!("gomap.Map: out of memory for the buckets of hint {hint}"))
+            })?
+        ))
         .expect("kinds validated above");
         let map = Map { inner, key_kind, value_kind };
         if let Some(items) = items {
@@ -572,8 +748,8 @@ impl Map {
         Ok(dispatch!(AnyMap, &self.inner, m => m.go())?.name())
     }
 
-    fn __len__(&self) -> PyResult<usize> {
-        dispatch!(AnyMap, &self.inner, m => m.len())
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        dispatch!(AnyMap, &self.inner, m => m.len(py))
     }
 
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -740,13 +916,48 @@ impl Map {
     }
 
     /// Assigns keys[i] = values[i] for every i, in order, under one write claim.
-    fn set_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>, values: &Bound<'_, PyAny>) -> PyResult<()> {
-        dispatch!(AnyMap, &self.inner, m => m.set_many(py, keys, values))
+    ///
+    /// `presize=True` (opt-in, never the default) first makes the table big
+    /// enough for all the keys, so the batch never grows it: faster, but the
+    /// growth history, and so the bucket layout, iteration order and later
+    /// draws, then differ from what Go would produce for the same inserts; a
+    /// non-empty map that must grow is rebuilt, which ends open iterators (as
+    /// `shrink`).
+    #[pyo3(signature = (keys, values, *, presize = false))]
+    fn set_many(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+        presize: bool,
+    ) -> PyResult<()> {
+        dispatch!(AnyMap, &self.inner, m => m.set_many(py, keys, values, presize))
     }
 
     /// Go's delete for every key; a NumPy bool array: which keys were present.
     fn delete_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         dispatch!(AnyMap, &self.inner, m => m.delete_many(py, keys))
+    }
+
+    /// The keys as a NumPy array (an object array for `string`, `bytes` and
+    /// `object` keys), in the order `iter(m)` would produce them: one Go
+    /// iteration, with its draw. Separate calls draw separately.
+    fn keys_array(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let (k, _) = dispatch!(AnyMap, &self.inner, m => m.export(py, true, false))?;
+        Ok(k.expect("asked for keys"))
+    }
+
+    /// The values as a NumPy array, in the order of one Go iteration (one draw).
+    fn values_array(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let (_, v) = dispatch!(AnyMap, &self.inner, m => m.export(py, false, true))?;
+        Ok(v.expect("asked for values"))
+    }
+
+    /// `(keys, values)` as two NumPy arrays from one Go iteration (one draw),
+    /// so `keys[i]` maps to `values[i]`.
+    fn items_arrays(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let (k, v) = dispatch!(AnyMap, &self.inner, m => m.export(py, true, true))?;
+        Ok((k.expect("asked for keys"), v.expect("asked for values")))
     }
 
     /// `copy.copy(m)`: the same as `m.copy()`.
@@ -926,7 +1137,8 @@ impl Map {
         Ok(d)
     }
 
-    fn __richcmp__(&self, py: Python<'_>, other: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> PyResult<Py<PyAny>> {
+    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
         use pyo3::basic::CompareOp::*;
         let eq = match op {
             Eq => true,
@@ -937,7 +1149,14 @@ impl Map {
         if !other.is_instance(&mapping)? {
             return Ok(py.NotImplemented());
         }
-        let items = dispatch!(AnyMap, &self.inner, m => m.items(py))?;
+        // As dict: values compare with identity first (PyObject_RichCompareBool),
+        // so NaN values and a map holding itself are equal to themselves; two
+        // distinct maps that each hold themselves recurse into RecursionError,
+        // as two such dicts do.
+        if other.is(slf) {
+            return Ok(pyo3::types::PyBool::new(py, eq).to_owned().into_any().unbind());
+        }
+        let items = dispatch!(AnyMap, &slf.get().inner, m => m.items(py))?;
         let mut same = other.len()? == items.len();
         if same {
             let missing = PyTuple::empty(py); // a fresh sentinel nobody stores
@@ -950,7 +1169,7 @@ impl Map {
                     }
                     Err(e) => return Err(e),
                 };
-                if theirs.is(&missing) || !v.bind(py).eq(&theirs)? {
+                if theirs.is(&missing) || !(v.bind(py).is(&theirs) || v.bind(py).eq(&theirs)?) {
                     same = false;
                     break;
                 }

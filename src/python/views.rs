@@ -118,7 +118,8 @@ set_view!(
         if got.is(&missing) {
             return Ok(false);
         }
-        got.eq(&v)
+        // Identity first, as dict's items view (PyObject_RichCompareBool).
+        Ok(got.is(&v) || got.eq(&v)?)
     }
 );
 
