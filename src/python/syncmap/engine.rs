@@ -377,10 +377,49 @@ impl<K: PyKey, V: PyVal> SyncCore<K, V> {
         }
     }
 
+    /// A generator for one inner map: its draws come from the shared source.
+    fn map_rand(&self) -> FastRand {
+        FastRand::from_os(Some(Box::new(SharedDraws(self.rand.clone()))))
+    }
+
+    /// A structural copy (for the cross-check's trials, not API): the same read
+    /// and dirty maps bucket for bucket, entries shared between them as in the
+    /// original, the same misses; it draws from `external`.
+    pub fn fork(&self, py: Python<'_>, external: Option<Box<dyn ExternalDraws>>) -> PyResult<Self> {
+        let new = SyncCore::new(self.hashkey, external);
+        let (read, dirty, misses) = self.locked(py, |st, read, _| {
+            let clones: std::cell::RefCell<std::collections::HashMap<*const Entry<V>, Arc<Entry<V>>>> =
+                Default::default();
+            let clone_entry = |e: &Arc<Entry<V>>| -> Arc<Entry<V>> {
+                clones
+                    .borrow_mut()
+                    .entry(Arc::as_ptr(e))
+                    .or_insert_with(|| {
+                        let p = e.p.load_full();
+                        let p = if is_expunged(&p) { Some(new.expunged.clone()) } else { p };
+                        Arc::new(Entry { p: ArcSwapOption::new(p) })
+                    })
+                    .clone()
+            };
+            let clone_map = |g: &GoMap<K, V>| -> GoMap<K, V> {
+                let mut h = g.h.clone_with(&clone_entry);
+                h.rand = new.map_rand();
+                let fl = FlagWord::new();
+                fl.set(g.fl.go_flags() as u32 & crate::flags::SAME_SIZE_GROW);
+                GoMap { h, fl }
+            };
+            let r = ReadOnly { m: read.m.as_deref().map(|g| Arc::new(clone_map(g))), amended: read.amended };
+            (r, st.dirty.as_ref().map(clone_map), st.misses)
+        })?;
+        new.read.store(Arc::new(read));
+        // SAFETY: `new` is not shared yet.
+        unsafe { *new.st.get() = Locked { dirty, misses } };
+        Ok(new)
+    }
+
     /// `make(map[any]*entry, hint)`: draws hash0 from the shared source.
     pub fn make_map(&self, hint: usize) -> GoMap<K, V> {
-        let rand = FastRand::from_os(Some(Box::new(SharedDraws(self.rand.clone()))));
-        GoMap { h: HMap::makemap(hint, self.hashkey, rand), fl: FlagWord::new() }
+        GoMap { h: HMap::makemap(hint, self.hashkey, self.map_rand()), fl: FlagWord::new() }
     }
 
     fn lock(&self, py: Python<'_>) -> PyResult<MuGuard<'_>> {

@@ -599,6 +599,15 @@ impl SyncMap {
         dispatch!(AnySync, &self.inner, m => m.debug_maps(py))
     }
 
+    /// A structural copy drawing from `rand`, for the cross-check's trials of
+    /// candidate draws (not API).
+    #[pyo3(signature = (rand = None))]
+    fn _debug_fork(&self, py: Python<'_>, rand: Option<&Bound<'_, PyAny>>) -> PyResult<SyncMap> {
+        let external = rand_arg(rand)?;
+        let inner = dispatch!(AnySync, &self.inner, m => AnySync::from(m.fork(py, external)?));
+        Ok(SyncMap { inner, key_kind: self.key_kind, value_kind: self.value_kind })
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         dispatch!(AnySync, &self.inner, m => m.traverse(&visit))
     }
