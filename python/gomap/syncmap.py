@@ -211,6 +211,27 @@ class SyncMap(_CoreSyncMap, MutableMapping, Generic[K, V]):  # type: ignore[misc
             other = other._items()
         MutableMapping.update(self, other, **kwargs)
 
+    def __or__(self, other: Any) -> SyncMap[Any, Any]:
+        """A copy of this map updated with the mapping ``other`` (dict's ``|``)."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        new = self.copy()
+        new.update(other)
+        return new
+
+    def __ror__(self, other: Any) -> SyncMap[Any, Any]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        new = type(self)(self.key_kind, self.value_kind, hashkey=self.hashkey)
+        new.update(other)
+        new.update(self)
+        return new
+
+    def __ior__(self, other: Any) -> SyncMap[K, V]:
+        """Update in place with a mapping or an iterable of pairs (dict's ``|=``)."""
+        self.update(other)
+        return self
+
     @classmethod
     def fromkeys(cls, iterable: Iterable[Any], value: Any = None) -> SyncMap[Any, Any]:
         """A new ``object`` -> ``object`` map with every key set to ``value``."""
