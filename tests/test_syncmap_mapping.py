@@ -304,3 +304,17 @@ def test_nan_values_and_none_values():
     assert m.compare_and_swap(1, math.nan, 2.0) is False
     with pytest.raises(TypeError):
         m[2] = None
+
+
+def test_stats_use_gos_layout_of_map_any_entry():
+    m = SyncMap("int64", "int64")
+    for k in range(100):
+        m.store(k, k)
+    s = m.stats()
+    assert s["read"] is None and s["amended"] and s["dirty"]["count"] == 100
+    d = s["dirty"]
+    # Go's bucket of map[any]*entry: 8 tophash + 8*16 key + 8*8 elem + 8 = 208 bytes
+    assert d["B"] == 4 and d["bytes"] >= (1 << 4) * 208
+    promoted(m)
+    s = m.stats()
+    assert s["dirty"] is None and s["read"]["count"] == 100 and not s["amended"]

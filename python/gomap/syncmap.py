@@ -232,6 +232,17 @@ class SyncMap(_CoreSyncMap, MutableMapping, Generic[K, V]):  # type: ignore[misc
         self.update(other)
         return self
 
+    def stats(self) -> dict[str, Any]:
+        """Go's view of the two inner maps: for ``read`` and ``dirty`` (``None``
+        when Go's map is nil) the hmap header (count, B, hash0, noverflow,
+        growth state) and ``bytes``, the memory Go's buckets take (16-byte
+        interface keys, 8-byte ``*entry`` elems); plus ``amended`` and ``misses``."""
+        maps = self._debug_maps()
+        for name in ("read", "dirty"):
+            if maps[name] is not None:
+                maps[name] = {k: v for k, v in maps[name].items() if k not in ("buckets", "oldbuckets")}
+        return maps
+
     @classmethod
     def fromkeys(cls, iterable: Iterable[Any], value: Any = None) -> SyncMap[Any, Any]:
         """A new ``object`` -> ``object`` map with every key set to ``value``."""
