@@ -1,8 +1,8 @@
 """Cross-check of :class:`gomap.SyncMap` against Go's own ``sync.Map``.
 
 ``python -m gomap._synccheck --traces 300`` plays random traces of ``Load``,
-``Store``, ``LoadOrStore``, ``LoadAndDelete``, ``Delete`` and ``Range`` (the
-``sync.Map`` API of Go 1.19, the Go installed here) for every key kind Go can
+``Store``, ``LoadOrStore``, ``LoadAndDelete``, ``Delete``, ``Range``, ``Swap``,
+``CompareAndSwap``, ``CompareAndDelete`` and ``Clear`` for every key kind Go can
 share with gomap (int64, int32, uint64, uint32, float64, float32, string, and
 bytes as Go strings) on Go's ``sync.Map`` (``_harness_sync``, run with
 ``GODEBUG=cpu.aes=off``) and on ``SyncMap`` with Go's ``hashkey``, and after
@@ -22,9 +22,13 @@ An iteration draw (``Range``, and the ``range read.m`` that fills a new dirty
 map) is *inferred*: each of the ``2^B * 8`` candidate ``(startBucket, offset)``
 starts is tried on a structural fork of the SyncMap, and the first one that
 reproduces Go's Range order and Go's bucket layout is fed as the draw.  Every
-operation must consume exactly the draws predicted for it.  (The
-``Swap``/``CompareAndSwap``/``CompareAndDelete``/``Clear`` of Go 1.20-1.23 need
-a newer Go than the one installed; tests/test_syncmap.py covers their state.)
+operation must consume exactly the draws predicted for it.
+
+``Swap``, ``CompareAndSwap``, ``CompareAndDelete`` (Go 1.20) and ``Clear`` (Go
+1.23) are Go's own methods when the harness is built with a Go that has them;
+with Go 1.19 (installed here) the harness emulates them on the runtime's
+``sync.Map`` so that every map operation is still the runtime's (see
+``_harness_sync/main.go``).
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ from typing import Any
 from . import SyncMap
 
 KINDS = ("int64", "int32", "uint64", "uint32", "float64", "float32", "string", "bytes")
-OPS = ["Load", "Store", "LoadOrStore", "LoadAndDelete", "Delete", "Range"]
-WEIGHTS = [26, 26, 16, 10, 12, 10]
+OPS = ["Load", "Store", "LoadOrStore", "LoadAndDelete", "Delete", "Range",
+       "Swap", "CompareAndSwap", "CompareAndDelete", "Clear"]
+WEIGHTS = [24, 22, 14, 9, 10, 9, 8, 7, 6, 1]
 
 
 class HarnessError(RuntimeError):
@@ -170,17 +175,41 @@ def key_pool(kind: str, rng: random.Random) -> list:
 
 def random_trace(rng: random.Random, kind: str) -> list:
     keys = key_pool(kind, rng)
-    ops = []
+    model: dict = {}  # what the map holds, so that compare-and-* often succeed
+    ops: list = []
     for _ in range(rng.randint(1, 150)):
         name = rng.choices(OPS, WEIGHTS)[0]
         if name == "Range":
             ops.append([name, rng.choice([-1, -1, -1, 1, 2, 3])])
             continue
+        if name == "Clear":
+            ops.append([name])
+            model.clear()
+            continue
         k = rng.choice(keys)
-        if name in ("Store", "LoadOrStore"):
-            ops.append([name, k, rng.choice([rng.randint(-3, 99), f"v{rng.randint(0, 9)}", None])])
+        mk = float(k) + 0.0 if kind in ("float64", "float32") else k
+        val = rng.choice([rng.randint(-3, 99), f"v{rng.randint(0, 9)}", None])
+        if name in ("Store", "LoadOrStore", "Swap"):
+            ops.append([name, k, val])
+            if name == "LoadOrStore":
+                model.setdefault(mk, val)
+            else:
+                model[mk] = val
+        elif name in ("CompareAndSwap", "CompareAndDelete"):
+            old = model[mk] if mk in model and rng.random() < 0.6 else rng.choice([rng.randint(-3, 3), "v1", None])
+            hit = mk in model and model[mk] == old
+            if name == "CompareAndSwap":
+                ops.append([name, k, old, val])
+                if hit:
+                    model[mk] = val
+            else:
+                ops.append([name, k, old])
+                if hit:
+                    del model[mk]
         else:
             ops.append([name, k])
+            if name in ("Delete", "LoadAndDelete"):
+                model.pop(mk, None)
     return ops
 
 
@@ -216,6 +245,9 @@ def _jsonable(x: Any) -> Any:
 
 def apply(m: Any, kind: str, op: list) -> Any:
     name = op[0]
+    if name == "Clear":
+        m.clear()
+        return None
     if name == "Range":
         limit = op[1]
         seen: list = []
@@ -239,6 +271,12 @@ def apply(m: Any, kind: str, op: list) -> Any:
     if name == "Delete":
         m.delete(k)
         return None
+    if name == "Swap":
+        return _jsonable(list(m.swap(k, op[2])))
+    if name == "CompareAndSwap":
+        return m.compare_and_swap(k, op[2], op[3])
+    if name == "CompareAndDelete":
+        return m.compare_and_delete(k, op[2])
     raise ValueError(name)
 
 
@@ -352,6 +390,7 @@ def run(traces: int, seed: int, kinds: tuple[str, ...] = KINDS, progress: bool =
         rng = random.Random(seed)
         totals: collections.Counter[str] = collections.Counter()
         per_kind: collections.Counter[str] = collections.Counter()
+        by_op: collections.Counter[str] = collections.Counter()
         t0 = time.monotonic()
         for t in range(traces):
             kind = kinds[t % len(kinds)]
@@ -362,9 +401,10 @@ def run(traces: int, seed: int, kinds: tuple[str, ...] = KINDS, progress: bool =
             except Mismatch as exc:
                 raise Mismatch(f"trace {t} (seed {seed}, kind {kind}): {exc}\ntrace: {ops}") from None
             per_kind[kind] += 1
+            by_op.update(op[0] for op in ops)
             if progress and (t + 1) % 50 == 0:
                 print(f"  {t + 1}/{traces} traces ({time.monotonic() - t0:.0f}s)", flush=True)
-        return {"go": h.go_version, "traces": traces, "kinds": dict(per_kind), **totals}
+        return {"go": h.go_version, "traces": traces, "kinds": dict(per_kind), "by_op": dict(by_op), **totals}
     finally:
         h.close()
 
@@ -392,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"SyncMap vs {out['go']} sync.Map: {out['traces']}/{out['traces']} traces bit-exact "
         f"({out['ops']} ops, {out['ranges']} Ranges in Go's order, {out['inferred']} iteration draws "
-        f"inferred, {out['hash0']} hash0 draws read; kinds {out['kinds']})"
+        f"inferred, {out['hash0']} hash0 draws read; ops {out['by_op']}; kinds {out['kinds']})"
     )
     return 0
 

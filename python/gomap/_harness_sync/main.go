@@ -17,6 +17,13 @@
 //	["LoadAndDelete", k]     -> [value, loaded]
 //	["Delete", k]            -> null
 //	["Range", n]             -> [[k, v], ...]  (f returns false on call max(n, 1); n < 0: never)
+//	["Swap", k, v]           -> [previous, loaded]
+//	["CompareAndSwap", k, old, new] -> swapped
+//	["CompareAndDelete", k, old]    -> deleted
+//	["Clear"]                -> null
+//
+// (Swap, CompareAndSwap, CompareAndDelete and Clear are emulated on Go 1.19:
+// see swapper below.)
 //
 // With "kind" (int64 int32 uint64 uint32 float64 float32 string bytes) keys are
 // Go values of that type (bytes keys are Go strings); without, ints become int.
@@ -48,11 +55,20 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
 //go:linkname hashkey runtime.hashkey
 var hashkey [4]uintptr
+
+//go:linkname mapclear runtime.mapclear
+func mapclear(t unsafe.Pointer, h unsafe.Pointer)
+
+type eface struct {
+	typ  unsafe.Pointer
+	data unsafe.Pointer
+}
 
 // hmap mirrors the runtime's map header (Go 1.19 .. 1.23).
 type hmap struct {
@@ -288,6 +304,134 @@ func norm(x any) any {
 	panic(fmt.Sprintf("unsupported JSON value %#v", x))
 }
 
+// The methods Go 1.20 (Swap, CompareAndSwap, CompareAndDelete) and Go 1.23
+// (Clear) added. With a Go that has them, the real methods run. With Go 1.19
+// they are emulated on the runtime's own sync.Map, so that every map operation
+// is still the runtime's: Swap is Store (the same map operations in Go 1.19's
+// Store and Go 1.20's Swap) after peeking at the previous value; the compares
+// swap entry.p atomically, and their miss is recorded by a Load of the key
+// (whose slow path is exactly `lookup read.m, lookup dirty, missLocked`);
+// Clear stores an empty readOnly, clears dirty with runtime.mapclear and
+// resets misses, as Go 1.23's Clear does.
+
+type swapper interface {
+	Swap(key, value any) (any, bool)
+	CompareAndSwap(key, old, new any) bool
+	CompareAndDelete(key, old any) bool
+}
+
+type clearer interface{ Clear() }
+
+// lookup returns the *entry for k in the map value mv (invalid if absent).
+func lookup(mv reflect.Value, k any) reflect.Value {
+	if !mv.IsValid() || mv.IsNil() {
+		return reflect.Value{}
+	}
+	return mv.MapIndex(reflect.ValueOf(&k).Elem())
+}
+
+// pField is the address of entry.p (Go 1.19: an unsafe.Pointer field).
+func pField(e reflect.Value) *unsafe.Pointer {
+	if field(e.Elem(), "p").Kind() != reflect.UnsafePointer {
+		panic("emulating Go 1.20 methods needs Go 1.19's sync.Map layout")
+	}
+	return (*unsafe.Pointer)(unsafe.Pointer(e.Pointer()))
+}
+
+func live(p unsafe.Pointer) bool { return p != nil && p != expunged }
+
+func swap(m *sync.Map, k, v any) (any, bool) {
+	if s, ok := any(m).(swapper); ok {
+		return s.Swap(k, v)
+	}
+	rm, amended := readOnly(m)
+	e := lookup(rm, k)
+	if !e.IsValid() && amended {
+		e = lookup(field(reflect.ValueOf(m).Elem(), "dirty"), k)
+	}
+	var prev any
+	ok := false
+	if e.IsValid() {
+		if p := entryP(e); live(p) {
+			prev, ok = *(*any)(p), true
+		}
+	}
+	m.Store(k, v)
+	return prev, ok
+}
+
+func casEntry(e reflect.Value, old, new any) bool {
+	pp := pField(e)
+	p := *pp
+	if !live(p) || *(*any)(p) != old {
+		return false
+	}
+	nc := new
+	*pp = unsafe.Pointer(&nc)
+	return true
+}
+
+func compareAndSwap(m *sync.Map, k, old, new any) bool {
+	if s, ok := any(m).(swapper); ok {
+		return s.CompareAndSwap(k, old, new)
+	}
+	rm, amended := readOnly(m)
+	if e := lookup(rm, k); e.IsValid() {
+		return casEntry(e, old, new)
+	} else if !amended {
+		return false
+	}
+	e := lookup(field(reflect.ValueOf(m).Elem(), "dirty"), k)
+	if !e.IsValid() {
+		return false
+	}
+	swapped := casEntry(e, old, new)
+	m.Load(k) // missLocked
+	return swapped
+}
+
+func compareAndDelete(m *sync.Map, k, old any) bool {
+	if s, ok := any(m).(swapper); ok {
+		return s.CompareAndDelete(k, old)
+	}
+	rm, amended := readOnly(m)
+	e := lookup(rm, k)
+	if !e.IsValid() && amended {
+		e = lookup(field(reflect.ValueOf(m).Elem(), "dirty"), k)
+		m.Load(k) // missLocked, whether or not dirty has the key
+	}
+	if !e.IsValid() {
+		return false
+	}
+	return casEntry(e, old, nil) && func() bool { *pField(e) = nil; return true }()
+}
+
+func clearMap(m *sync.Map) {
+	if c, ok := any(m).(clearer); ok {
+		c.Clear()
+		return
+	}
+	mv := reflect.ValueOf(m).Elem()
+	rm, amended := readOnly(m)
+	if (!rm.IsValid() || rm.Len() == 0) && !amended {
+		return
+	}
+	read := field(mv, "read")
+	if read.Type().String() != "atomic.Value" {
+		panic("emulating Clear needs Go 1.19's sync.Map layout")
+	}
+	av := (*atomic.Value)(unsafe.Pointer(read.UnsafeAddr()))
+	if rm.Len() > 0 || amended {
+		av.Store(reflect.Zero(reflect.TypeOf(av.Load())).Interface())
+	}
+	if dirty := field(mv, "dirty"); !dirty.IsNil() {
+		d := dirty.Interface()
+		e := (*eface)(unsafe.Pointer(&d))
+		mapclear(e.typ, e.data)
+	}
+	field(mv, "misses").SetInt(0)
+}
+
 // key turns a decoded JSON key into a Go value of the trace's key kind ("" :
 // int or string, as norm).
 func key(x any, kind string) any {
@@ -358,6 +502,15 @@ func play(ops [][]any, kind string, withMaps bool) (steps []map[string]any) {
 			r = []any{v, loaded}
 		case "Delete":
 			m.Delete(key(op[1], kind))
+		case "Swap":
+			v, loaded := swap(&m, key(op[1], kind), norm(op[2]))
+			r = []any{v, loaded}
+		case "CompareAndSwap":
+			r = compareAndSwap(&m, key(op[1], kind), norm(op[2]), norm(op[3]))
+		case "CompareAndDelete":
+			r = compareAndDelete(&m, key(op[1], kind), norm(op[2]))
+		case "Clear":
+			clearMap(&m)
 		case "Range":
 			limit := norm(op[1]).(int)
 			seen := [][]any{}
