@@ -85,8 +85,9 @@ def build(go: str | None = None) -> Path:
     version, ver = go_version(go)
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0")
     if ver >= (1, 24):
-        # Go 1.24 reimplemented sync.Map as a hash-trie; this restores map.go.
-        env["GOEXPERIMENT"] = "nosynchashtriemap"
+        # Go 1.24 reimplemented sync.Map as a hash-trie and maps as Swiss
+        # tables; these restore map.go and the classic hmap gomap reproduces.
+        env["GOEXPERIMENT"] = "nosynchashtriemap,noswissmap"
     h = hashlib.sha256()
     for name in ("main.go", "go.mod"):
         h.update((src / name).read_bytes())

@@ -10,9 +10,10 @@ The algorithm of Go 1.19 through 1.23: a read-only map published atomically, a
 dirty map behind a mutex, promotion after ``misses >= len(dirty)``, expunged
 entries; with the methods Go 1.20 added (``Swap``, ``CompareAndSwap``,
 ``CompareAndDelete``) and Go 1.23's ``Clear``.  Go 1.24 replaced ``sync.Map``
-with a hash-trie (``internal/sync.HashTrieMap``); Go 1.24 keeps the old one
-behind ``GOEXPERIMENT=nosynchashtriemap`` (removed in Go 1.25), which is what
-this class matches for 1.24.
+with a hash-trie (``internal/sync.HashTrieMap``) and maps with Swiss tables;
+built with ``GOEXPERIMENT=nosynchashtriemap,noswissmap`` Go 1.24 still runs the
+algorithm and the maps this class reproduces.  The Range order of the hash-trie
+(Go 1.24's default) is not reproduced.
 
 Both inner maps are Go's ``map[any]*entry``: keys hash as Go hashes an
 interface holding the key kind's type (``nilinterhash``), buckets hold a
@@ -107,9 +108,16 @@ def _unpickle(cls: type, key: str, value: str, hashkey: tuple[int, int, int, int
 
 
 class SyncMap(_CoreSyncMap, MutableMapping, Generic[K, V]):  # type: ignore[misc]
-    """Go's ``sync.Map`` (the Go 1.19-1.23 algorithm) over gomap maps: a map
-    safe for concurrent use, optimised for keys written once and read many
-    times, or for threads touching disjoint keys.  Loads take no lock.
+    """Go's ``sync.Map`` over gomap maps: a map safe for concurrent use,
+    optimised for keys written once and read many times, or for threads
+    touching disjoint keys.  Loads take no lock.
+
+    It reproduces the ``sync.Map`` of Go 1.19 to 1.23 (with Go 1.20's
+    ``Swap``/``CompareAndSwap``/``CompareAndDelete`` and Go 1.23's ``Clear``),
+    and Go 1.24 built with ``GOEXPERIMENT=nosynchashtriemap,noswissmap``; Go
+    1.24's default hash-trie ``sync.Map`` is a different algorithm.  Given
+    ``hashkey`` and the draws (``rand=``), ``range()`` and iteration visit keys
+    in the order Go's ``Range`` does.
 
     ``SyncMap(key="object", value="object", *, hashkey=None, rand=None)``;
     see the module documentation for the algorithm, the Go releases it

@@ -388,7 +388,8 @@ impl<K: PyKey, V: PyVal> SyncCore<K, V> {
     }
 }
 
-/// Go's `sync.Map` (Go 1.19–1.23's `src/sync/map.go`) over gomap maps. Use
+/// Go's `sync.Map` (Go 1.19–1.23's `src/sync/map.go`, and Go 1.24's with
+/// `GOEXPERIMENT=nosynchashtriemap,noswissmap`) over gomap maps. Use
 /// `gomap.SyncMap`, the Python subclass; this is its engine.
 #[pyclass(module = "gomap._core", name = "SyncMap", frozen, weakref, subclass, mapping)]
 pub struct SyncMap {
