@@ -347,7 +347,7 @@ impl Drop for MuGuard<'_> {
 }
 
 /// Go's `sync.Map` for one key kind and value kind.
-pub struct SyncCore<K, V> {
+pub struct SyncCore<K: 'static, V: 'static> {
     pub read: ArcSwap<ReadOnly<K, V>>,
     mu: RawMutex,
     /// The thread token of the thread holding `mu` (0: none).
@@ -356,6 +356,34 @@ pub struct SyncCore<K, V> {
     pub rand: Arc<FastRand>,
     pub hashkey: [u64; 4],
     expunged: Arc<Slot<V>>,
+}
+
+thread_local! {
+    /// How many `SyncCore`s this thread is dropping, and what nested drops left.
+    static DROP_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static DROP_PENDING: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Dropping a map drops its values, which may be maps holding maps: a chain
+/// 100,000 deep would recurse as deep and overflow the C stack. The outermost
+/// drop on a thread releases the contents and then, in a loop, whatever the
+/// nested drops left in `DROP_PENDING` instead of recursing (a work list, as
+/// CPython's trashcan does for its containers).
+impl<K: 'static, V: 'static> Drop for SyncCore<K, V> {
+    fn drop(&mut self) {
+        let contents: Box<dyn std::any::Any> =
+            Box::new((self.read.swap(Arc::new(ReadOnly { m: None, amended: false })), self.st.get_mut().dirty.take()));
+        if DROP_DEPTH.with(|d| d.get()) > 0 {
+            DROP_PENDING.with(|p| p.borrow_mut().push(contents));
+            return;
+        }
+        DROP_DEPTH.with(|d| d.set(1));
+        drop(contents);
+        while let Some(next) = DROP_PENDING.with(|p| p.borrow_mut().pop()) {
+            drop(next);
+        }
+        DROP_DEPTH.with(|d| d.set(0));
+    }
 }
 
 // SAFETY: `st` is only accessed with `mu` held (`locked`, `try_locked`); every
