@@ -337,3 +337,32 @@ def test_dropping_a_deep_chain_does_not_overflow_the_c_stack(cls, promote):
     del cur, nxt
     del head
     assert ref() is None
+
+
+class Holder:
+    """A hashable key that holds a reference (so a map can reach itself through its keys)."""
+
+    def __init__(self, ref):
+        self.ref = ref
+
+
+@pytest.mark.parametrize("layout", ["read", "dirty", "both"])
+def test_gc_collects_cycles_through_keys_and_the_rand_source(layout):
+    m = SyncMap()
+    m[Holder(m)] = 1
+    if layout != "dirty":
+        promoted(m)
+    if layout == "both":
+        m["new"] = 2  # dirty copies the read map: the key is in both maps
+    ref = weakref.ref(m)
+    del m
+    gc.collect()
+    assert ref() is None
+    src = []
+    r = SyncMap(rand=lambda: len(src))
+    src.append(r)  # the rand source reaches the map
+    r["a"] = 1
+    ref = weakref.ref(r)
+    del r, src
+    gc.collect()
+    assert ref() is None
