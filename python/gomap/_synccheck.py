@@ -154,15 +154,16 @@ class Harness:
 # -- traces ----------------------------------------------------------------------
 
 
-def key_pool(kind: str, rng: random.Random) -> list:
+def key_pool(kind: str, rng: random.Random) -> list[Any]:
     n = rng.randint(1, 40)
+    pool: set[Any]
     if kind in ("int64", "int32", "uint64", "uint32"):
         lo, hi = {
             "int64": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31 - 1),
             "uint64": (0, 2**64 - 1), "uint32": (0, 2**32 - 1),
         }[kind]
         small = max(lo, -20)
-        pool = {rng.randint(small, 60) for _ in range(n)}
+        pool = {rng.randint(small, 60) for _ in range(n)}  # noqa: C401
         pool |= {rng.randint(lo, hi) for _ in range(rng.randint(0, 3))}
         return sorted(pool)
     if kind in ("float64", "float32"):
@@ -338,7 +339,7 @@ class Mismatch(AssertionError):
 def play_trace(ops: list, kind: str, go_steps: list, hashkey: tuple[int, ...]) -> dict[str, int]:
     """Plays ``ops`` on a SyncMap and compares every step with Go's."""
     draws = Draws()
-    m = SyncMap(kind, "object", hashkey=hashkey, rand=draws)
+    m: SyncMap[Any, Any] = SyncMap(kind, "object", hashkey=hashkey, rand=draws)
     stats = {"ops": 0, "ranges": 0, "inferred": 0, "hash0": 0}
     for i, (op, g) in enumerate(zip(ops, go_steps)):
         where = f"op #{i} {op!r}"

@@ -86,21 +86,23 @@ class _Keys(KeysView):  # type: ignore[type-arg]
     __slots__ = ()
 
     def __iter__(self) -> Iterator[Any]:
-        return iter([k for k, _ in self._mapping._range_items()])
+        items = self._mapping._range_items()  # type: ignore[attr-defined]
+        return iter([k for k, _ in items])
 
 
 class _Values(ValuesView):  # type: ignore[type-arg]
     __slots__ = ()
 
     def __iter__(self) -> Iterator[Any]:
-        return iter([v for _, v in self._mapping._range_items()])
+        items = self._mapping._range_items()  # type: ignore[attr-defined]
+        return iter([v for _, v in items])
 
 
 class _Items(ItemsView):  # type: ignore[type-arg]
     __slots__ = ()
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        return iter(self._mapping._range_items())
+        return iter(self._mapping._range_items())  # type: ignore[attr-defined, no-any-return]
 
 
 def _unpickle(cls: type, key: str, value: str, hashkey: tuple[int, int, int, int]) -> SyncMap[Any, Any]:
