@@ -475,16 +475,17 @@ impl<K: PyKey, V: PyVal> SyncCore<K, V> {
         f: impl FnOnce(&mut Locked<K, V>, &Arc<ReadOnly<K, V>>, &mut Trash<K, V>) -> R,
     ) -> PyResult<R> {
         let mut trash = Trash::default();
+        let read;
         let r = {
             let _g = self.lock(py)?;
-            let read = self.read.load_full();
+            read = self.read.load_full();
             // SAFETY: the mutex is held until `_g` drops.
             let st = unsafe { &mut *self.st.get() };
-            let r = f(st, &read, &mut trash);
-            trash.reads.push(read);
-            r
+            f(st, &read, &mut trash)
         };
+        // After the unlock: `read` may be the last owner of a replaced read map.
         drop(trash);
+        drop(read);
         Ok(r)
     }
 
