@@ -366,3 +366,27 @@ def test_gc_collects_cycles_through_keys_and_the_rand_source(layout):
     del r, src
     gc.collect()
     assert ref() is None
+
+
+def test_nan_keys_are_never_found_as_in_go():
+    """In Go's map[any]*entry a NaN key never equals itself: every Store adds
+    an entry and every lookup misses (each hash of a NaN draws)."""
+    draws = []
+
+    def rand():
+        draws.append(1)
+        return len(draws)
+
+    m = SyncMap("float64", "int64", rand=rand)
+    for i in range(20):
+        m.store(math.nan, i)
+        m.store(float(i), i)
+    assert len(m) == 40 and m.load(math.nan) == (None, False)
+    promoted(m)
+    assert sum(1 for k in m if k != k) == 20
+    before = len(draws)
+    assert m.load_and_delete(math.nan) == (None, False)
+    assert m.compare_and_swap(math.nan, 1, 2) is False
+    assert len(draws) > before  # NaN lookups draw, as f64hash does
+    m.clear()
+    assert len(m) == 0 and m.load(math.nan) == (None, False)
