@@ -282,6 +282,15 @@ pub struct ReadOnly<K, V> {
     pub amended: bool,
 }
 
+/// The slow path of a compare-and-*: the entry to compare outside the mutex,
+/// or the answer already found under it.
+type CasSlow<V> = (Option<Arc<Entry<V>>>, Option<bool>);
+
+/// A bucket array of one of the inner maps.
+pub type MapTable<K, V> = Table<Iface<K>, Arc<Entry<V>>>;
+/// A key (if asked for) and its entry, copied out of a map.
+pub type EntryCopy<K, V> = (Option<Iface<K>>, Arc<Entry<V>>);
+
 /// What the mutex guards.
 pub struct Locked<K, V> {
     pub dirty: Option<GoMap<K, V>>,
@@ -295,7 +304,7 @@ pub struct Trash<K, V> {
     pub entries: Vec<(Iface<K>, Arc<Entry<V>>)>,
     pub keys: Vec<Iface<K>>,
     pub maps: Vec<GoMap<K, V>>,
-    pub tables: Vec<Arc<Table<Iface<K>, Arc<Entry<V>>>>>,
+    pub tables: Vec<Arc<MapTable<K, V>>>,
 }
 
 impl<K, V> Default for Trash<K, V> {
@@ -686,7 +695,7 @@ impl<K: PyKey, V: PyVal> SyncCore<K, V> {
                 }
             }
         }
-        let out = self.locked(py, |st, read, trash| -> PyResult<(Option<Arc<Slot<V>>>, Option<Iface<K>>)> {
+        let out = self.locked(py, |st, read, trash| -> PyResult<(P<V>, Option<Iface<K>>)> {
             let got = |e: &Entry<V>| match e.try_load_or_store(&new) {
                 LoadOrStore::Loaded(v) => Some(v),
                 _ => None, // stored (an entry under the mutex is never expunged here)
@@ -758,7 +767,7 @@ impl<K: PyKey, V: PyVal> SyncCore<K, V> {
                 None => {}
             }
         }
-        let (e, done) = self.locked(py, |st, read, trash| -> PyResult<(Option<Arc<Entry<V>>>, Option<bool>)> {
+        let (e, done) = self.locked(py, |st, read, trash| -> PyResult<CasSlow<V>> {
             if let Some(e) = self.access(read.m.as_deref(), key)? {
                 return Ok((Some(e.clone()), None));
             }
@@ -835,8 +844,8 @@ impl<K: PyKey, V: PyVal> SyncCore<K, V> {
     /// Every entry, without a draw and without changing the state (for `len`,
     /// `repr`, `==`, pickling): the dirty map when amended (under the mutex),
     /// else the read map. Key clones and entries, dropped by the caller.
-    pub fn entries_nodraw(&self, py: Python<'_>, keys: bool) -> PyResult<Vec<(Option<Iface<K>>, Arc<Entry<V>>)>> {
-        let collect = |g: &GoMap<K, V>| -> PyResult<Vec<(Option<Iface<K>>, Arc<Entry<V>>)>> {
+    pub fn entries_nodraw(&self, py: Python<'_>, keys: bool) -> PyResult<Vec<EntryCopy<K, V>>> {
+        let collect = |g: &GoMap<K, V>| -> PyResult<Vec<EntryCopy<K, V>>> {
             let mut out = Vec::with_capacity(g.h.count);
             let mut it = g.h.mapiterinit_nodraw();
             while let Some((k, e)) = g.h.mapiternext(&g.fl, &mut it).map_err(K::raise)? {

@@ -23,6 +23,9 @@ engine_enum!(pub enum AnySync, SyncCore);
 /// One bucket of a snapshot: tophash bytes and the keys of the live slots.
 type RawBucket<K> = ([u8; 8], Vec<Option<Iface<K>>>);
 
+/// An old bucket: its chain, or (evacuated) only its tophash bytes.
+type RawOld<K> = Result<Vec<RawBucket<K>>, [u8; 8]>;
+
 /// A map's header and buckets, copied out under the mutex (keys cloned).
 struct RawMap<K> {
     hash0: u32,
@@ -34,7 +37,7 @@ struct RawMap<K> {
     flags: u8,
     bytes: usize,
     buckets: Option<Vec<Vec<RawBucket<K>>>>,
-    old: Option<Vec<Result<Vec<RawBucket<K>>, [u8; 8]>>>,
+    old: Option<Vec<RawOld<K>>>,
 }
 
 type Pairs<K, V> = Vec<(Iface<K>, Arc<Entry<V>>)>;
@@ -515,7 +518,7 @@ impl SyncMap {
     fn range(&self, py: Python<'_>, f: &Bound<'_, PyAny>) -> PyResult<()> {
         dispatch!(AnySync, &self.inner, m => m.py_range(py, |k, v| {
             let r = f.call1((k, v))?;
-            Ok(!r.is(&pyo3::types::PyBool::new(py, false).to_owned()))
+            Ok(!r.is(pyo3::types::PyBool::new(py, false)))
         }))
     }
 
