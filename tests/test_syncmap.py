@@ -6,26 +6,15 @@ algorithm.  (tests/test_syncmap_go.py compares against Go itself.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-try:
-    from gomap import syncmap as _syncmap
-except ImportError:  # the Rust core is not built: load the pure-Python module
-    _path = Path(__file__).resolve().parents[1] / "python" / "gomap" / "syncmap.py"
-    _spec = importlib.util.spec_from_file_location("_gomap_syncmap", _path)
-    assert _spec is not None and _spec.loader is not None
-    _syncmap = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = _syncmap
-    _spec.loader.exec_module(_syncmap)
-SyncMap = _syncmap.SyncMap
+from gomap import syncmap as _syncmap
+from gomap import SyncMap
 
 
 def check_invariants(m) -> dict:

@@ -10,7 +10,9 @@ operation.  Range visits Go's map in random order, so full Ranges compare as
 multisets and limited Ranges by size and membership.
 
 The harness is built with the local ``go`` (or ``$GOMAP_GO``) into
-``~/.cache/gomap/harness_sync/<hash>/``.  Without Go the tests skip -- unless
+``~/.cache/gomap/harness_sync/<hash>/`` (by ``gomap._synccheck``, which also
+checks Range order and both inner hmaps bucket for bucket, for every key kind:
+``test_range_order_and_buckets_match_go``).  Without Go the tests skip -- unless
 ``$CI`` is set, then they fail.  ``$GOMAP_SYNC_TRACES`` (default 300) sets the
 number of random traces and ``$GOMAP_SYNC_SEED`` their seed.
 """
@@ -18,32 +20,17 @@ number of random traces and ``$GOMAP_SYNC_SEED`` their seed.
 from __future__ import annotations
 
 import collections
-import hashlib
-import importlib.util
-import json
 import os
 import random
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-try:
-    from gomap import syncmap as _syncmap
-except ImportError:  # the Rust core is not built: load the pure-Python module
-    _path = Path(__file__).resolve().parents[1] / "python" / "gomap" / "syncmap.py"
-    _spec = importlib.util.spec_from_file_location("_gomap_syncmap", _path)
-    assert _spec is not None and _spec.loader is not None
-    _syncmap = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = _syncmap
-    _spec.loader.exec_module(_syncmap)
-SyncMap = _syncmap.SyncMap
+from gomap import _synccheck
+from gomap import SyncMap
 
-REPO = Path(__file__).resolve().parents[1]
 N_TRACES = int(os.environ.get("GOMAP_SYNC_TRACES", "300"))
 SEED = int(os.environ.get("GOMAP_SYNC_SEED", "20240519"))
 
@@ -57,97 +44,11 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"Go harness unavailable: {reason}")
 
 
-def _harness_source() -> Path:
-    for d in (
-        Path(_syncmap.__file__).resolve().parent / "_harness_sync",
-        REPO / "python" / "gomap" / "_harness_sync",
-    ):
-        if (d / "main.go").is_file() and (d / "go.mod").is_file():
-            return d
-    raise FileNotFoundError("python/gomap/_harness_sync/main.go not found")
-
-
-def _go_version(go: str) -> tuple[str, tuple[int, int]]:
-    out = subprocess.run(
-        [go, "env", "GOVERSION"], capture_output=True, text=True, timeout=60, check=True
-    ).stdout.strip()
-    try:
-        major, minor = out.removeprefix("go").split(".")[:2]
-        return out, (int(major), int("".join(c for c in minor if c.isdigit())))
-    except ValueError:
-        return out, (0, 0)
-
-
-def _build(go: str) -> Path:
-    src = _harness_source()
-    version, ver = _go_version(go)
-    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0")
-    if ver >= (1, 24):
-        # Go 1.24 reimplemented sync.Map as a hash-trie; this restores map.go.
-        env["GOEXPERIMENT"] = "nosynchashtriemap"
-    h = hashlib.sha256()
-    for name in ("main.go", "go.mod"):
-        h.update((src / name).read_bytes())
-    h.update(version.encode())
-    h.update(env.get("GOEXPERIMENT", "").encode())
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    out_dir = cache / "gomap" / "harness_sync" / h.hexdigest()[:16]
-    exe = out_dir / "harness_sync"
-    if exe.is_file():
-        return exe
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f"harness_sync.{os.getpid()}.tmp"
-    proc = subprocess.run(
-        [go, "build", "-o", str(tmp), "."],
-        cwd=src, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"go build failed:\n{proc.stderr}")
-    os.replace(tmp, exe)
-    return exe
-
-
-class Harness:
-    def __init__(self, exe: Path) -> None:
-        self.proc = subprocess.Popen(
-            [str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        hello = json.loads(self.proc.stdout.readline() or "{}")
-        if not hello.get("ok"):
-            self.close()
-            raise RuntimeError(f"harness refused to start: {hello}")
-        self.go_version = hello["go"]
-
-    def play(self, ops: list) -> list:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"ops": ops}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("harness exited")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(f"harness error: {reply['error']}")
-        return reply["steps"] or []
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture(scope="module")
 def harness():
-    go = os.environ.get("GOMAP_GO") or shutil.which("go")
-    if not go:
-        _unavailable("no `go` on PATH (set GOMAP_GO to a Go toolchain)")
     try:
-        h = Harness(_build(go))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        h = _synccheck.Harness(_synccheck.build())
+    except (OSError, _synccheck.HarnessError, subprocess.SubprocessError) as exc:
         _unavailable(str(exc))
     yield h
     h.close()
@@ -329,19 +230,44 @@ def test_hypothesis_traces(harness, ops):
 
 
 def test_comparison_catches_a_mutant(harness):
-    """The differential check must be able to fail: a SyncMap that promotes
-    one miss too late disagrees with Go on internal state."""
-
-    class LatePromotion(SyncMap):
-        __slots__ = ()
-
-        def _miss_locked(self):
-            if self._misses + 1 == len(self._dirty):
-                self._misses += 1
-                return None
-            return super()._miss_locked()
-
+    """The differential check must be able to fail: a SyncMap that stored
+    where Go only looked up disagrees with Go."""
     ops = SCENARIOS[0]
     compare(ops, harness.play(ops), play_python(ops))
-    with pytest.raises(AssertionError, match="state differs"):
-        compare(ops, harness.play(ops), play_python(ops, LatePromotion))
+    mutant = ops[:4] + [["Store", 8, 8]] + ops[5:]
+    py = play_python(mutant)
+    with pytest.raises(AssertionError, match="state differs|result differs"):
+        compare(ops, harness.play(ops), py)
+
+
+# -- Range order and the inner maps' buckets, every key kind ----------------------------
+
+
+def test_range_order_and_buckets_match_go(harness):
+    """Random traces of every key kind: results, Range order, internal state and
+    both inner hmaps bucket for bucket (iteration draws inferred, hash0 read:
+    see gomap._synccheck)."""
+    rng = random.Random(SEED)
+    totals = collections.Counter()
+    kinds = _synccheck.KINDS
+    for t in range(N_TRACES):
+        kind = kinds[t % len(kinds)]
+        ops = _synccheck.random_trace(rng, kind)
+        steps = harness.play(ops, kind, maps=True)
+        try:
+            totals.update(_synccheck.play_trace(ops, kind, steps, harness.hashkey))
+        except _synccheck.Mismatch as exc:
+            raise AssertionError(f"trace {t} (seed {SEED}, kind {kind}): {exc}") from None
+    assert totals["ranges"] > 0 and totals["inferred"] > 0 and totals["hash0"] > 0
+    print(f"\nSyncMap vs {harness.go_version}: {N_TRACES}/{N_TRACES} traces bit-exact, {dict(totals)}")
+
+
+def test_bucket_check_catches_a_wrong_hashkey(harness):
+    """The layout comparison must be able to fail: with another hashkey the
+    keys land in other buckets (or no iteration start reproduces Go)."""
+    ops = [["Store", k, k] for k in range(12)] + [["Range", -1], ["Store", 99, 1]]
+    steps = harness.play(ops, "int64", maps=True)
+    _synccheck.play_trace(ops, "int64", steps, harness.hashkey)
+    wrong = (harness.hashkey[0] ^ 2, *harness.hashkey[1:])
+    with pytest.raises(_synccheck.Mismatch):
+        _synccheck.play_trace(ops, "int64", steps, wrong)

@@ -7,25 +7,14 @@ compare-and-swap would break."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from conftest import N_THREADS, run_threads
 
-try:
-    from gomap import syncmap as _syncmap
-except ImportError:  # the Rust core is not built: load the pure-Python module
-    _path = Path(__file__).resolve().parents[1] / "python" / "gomap" / "syncmap.py"
-    _spec = importlib.util.spec_from_file_location("_gomap_syncmap", _path)
-    assert _spec is not None and _spec.loader is not None
-    _syncmap = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = _syncmap
-    _spec.loader.exec_module(_syncmap)
-SyncMap = _syncmap.SyncMap
+from gomap import syncmap as _syncmap
+from gomap import SyncMap
 
 pytestmark = pytest.mark.usefixtures("tiny_switch_interval")
 
@@ -212,4 +201,81 @@ def test_churn_keeps_invariants_and_range_visits_keys_once():
             assert m.load(k) == (v, True)
     own_keys = {k for k in m if isinstance(k, tuple)}
     assert own_keys == {k for own in owns for k in own}
+    assert len(m) == len(list(m))
+
+
+class Meddling:
+    """An object key that collides with every other one and whose ``__eq__``
+    re-enters the map (a lookup, sometimes a store): under the mutex that must
+    raise ConcurrentMapError, never deadlock."""
+
+    def __init__(self, m, n):
+        self.m, self.n = m, n
+
+    def __hash__(self):
+        return 7
+
+    def __eq__(self, other):
+        if self.n % 3 == 0:
+            self.m.store(("side", self.n), self.n)
+        else:
+            self.m.load(("side", self.n))
+        return isinstance(other, Meddling) and other.n == self.n
+
+
+@pytest.mark.timeout(120)
+def test_every_op_under_8_threads_with_reentrant_keys():
+    import copy
+    import pickle
+
+    from gomap import ConcurrentMapError
+
+    m = SyncMap()
+    keys = [Meddling(m, i) for i in range(6)] + list(range(10))
+    m.store(keys[0], 0)  # the dirty map's first Meddling: later ones compare with it
+
+    def worker(i):
+        rng = random.Random(i)
+        errors = 0
+        for j in range(1500):
+            k = rng.choice(keys)
+            op = rng.randrange(15)
+            try:
+                if op == 0:
+                    m.load(k)
+                elif op == 1:
+                    m.store(k, j)
+                elif op == 2:
+                    m.load_or_store(k, j)
+                elif op == 3:
+                    m.load_and_delete(k)
+                elif op == 4:
+                    m.delete(k)
+                elif op == 5:
+                    m.swap(k, j)
+                elif op == 6:
+                    m.compare_and_swap(k, j - 1, j)
+                elif op == 7:
+                    m.compare_and_delete(k, j)
+                elif op == 8:
+                    m.range(lambda a, b: rng.random() < 0.9)
+                elif op == 9 and j % 200 == 0:
+                    m.clear()
+                elif op == 10:
+                    len(m)
+                elif op == 11:
+                    list(m)
+                elif op == 12:
+                    m.get(k)
+                elif op == 13 and j % 50 == 0:
+                    copy.copy(m)
+                elif op == 14 and j % 100 == 0:
+                    pickle.loads(pickle.dumps(m))
+            except ConcurrentMapError:
+                errors += 1
+        return errors
+
+    refused = sum(run_threads(worker))
+    assert refused > 0  # the re-entrant compares did happen under the mutex
+    check_invariants(m)
     assert len(m) == len(list(m))

@@ -1,561 +1,262 @@
-"""Go's ``sync.Map`` for Python, in pure Python.
+"""Go's ``sync.Map`` for Python, on gomap's maps.
 
-:class:`SyncMap` follows the algorithm of Go's ``sync.Map`` (``src/sync/map.go``,
-Go 1.19, plus the methods Go 1.20 added -- ``Swap``, ``CompareAndSwap``,
-``CompareAndDelete`` -- and Go 1.23's ``Clear``) with Go's API spelled the Python
-way.  Its state is the state of Go's map:
+:class:`SyncMap` is the Rust engine ``gomap._core.SyncMap`` -- Go's ``sync.Map``
+algorithm (``src/sync/map.go``) whose read and dirty maps are gomap hmaps --
+plus the conveniences of a Python mapping (repr, pickling, copies, views).
 
-* ``_read`` -- a published :class:`_ReadOnly` (``m``: a dict key -> entry,
-  ``amended``: whether the dirty dict holds keys ``m`` lacks).  A published
-  ``_ReadOnly`` and its dict are never mutated: they are replaced wholesale,
-  with the mutex held.  Readers take no lock: one attribute read, one dict
-  lookup, one read of ``entry.p``.
-* ``_dirty`` -- ``None`` or a dict key -> entry, guarded by ``_mu``; when not
-  ``None`` it holds every non-expunged entry of ``_read.m`` (the very same entry
-  objects) plus the keys stored since.
-* ``_misses`` -- lookups that had to take the mutex since the last promotion;
-  once ``misses >= len(dirty)`` the dirty dict becomes the read map.
-* each entry's ``p`` is the value, or the sentinel ``_NIL`` (deleted; the key
-  may still sit in ``dirty``) or ``_EXPUNGED`` (deleted and left out of
-  ``dirty``).  Go swaps ``p`` with atomic compare-and-swap; here every write
-  of ``p`` happens under a small striped lock (one of ``_NSTRIPES`` module-wide
-  locks, picked per entry), which makes the compare-and-swap atomic on GIL and
-  on free-threaded builds alike.  Reads of ``p`` take no lock.  No user code
-  (``__eq__``, ``__del__``...) runs while a stripe lock is held.
+Which Go it reproduces
+----------------------
+The algorithm of Go 1.19 through 1.23: a read-only map published atomically, a
+dirty map behind a mutex, promotion after ``misses >= len(dirty)``, expunged
+entries; with the methods Go 1.20 added (``Swap``, ``CompareAndSwap``,
+``CompareAndDelete``) and Go 1.23's ``Clear``.  Go 1.24 replaced ``sync.Map``
+with a hash-trie (``internal/sync.HashTrieMap``) and maps with Swiss tables;
+built with ``GOEXPERIMENT=nosynchashtriemap,noswissmap`` Go 1.24 still runs the
+algorithm and the maps this class reproduces.  The Range order of the hash-trie
+(Go 1.24's default) is not reproduced.
+
+Both inner maps are Go's ``map[any]*entry``: keys hash as Go hashes an
+interface holding the key kind's type (``nilinterhash``), buckets hold a
+16-byte key and an 8-byte elem, and the maps draw where Go draws (``hash0`` of
+each ``make`` in ``dirtyLocked``, the start of the ``range`` over the read map
+there and in ``Range``, ``hash0`` when ``delete`` empties the dirty map or
+``Clear`` clears it).  So given ``hashkey`` and the draws (``rand=``, as for
+:class:`gomap.Map`), ``range()`` and iteration visit keys in exactly the order
+Go's ``Range`` does, and the bucket layout of both maps is Go's
+(``_debug_maps()``); ``tests/test_syncmap_go.py`` and
+``python -m gomap._synccheck`` check this against the Go runtime.
 
 Semantics and decisions
 -----------------------
-* Missing keys load as ``(None, False)``; ``None`` is a storable value
-  (``load`` then returns ``(None, True)``), like Go's nil interface.
-* Keys follow Python dict semantics (``hash``/``==``; so ``1``, ``1.0`` and
-  ``True`` are one key, unlike Go where ``int(1)`` and ``float64(1)`` differ).
-  An unhashable key raises ``TypeError`` before anything changes.
+* ``SyncMap(key="object", value="object", *, hashkey=None, rand=None)``: the
+  kinds of :class:`gomap.Map`.  ``object`` keys follow dict semantics
+  (``hash``/``==``: ``1``, ``1.0`` and ``True`` are one key); an unhashable key
+  raises ``TypeError`` before anything changes.  For typed key kinds a lookup
+  with a key the map cannot hold answers "absent"; a write raises.
+* Missing keys load as ``(None, False)``; ``None`` is a storable ``object``
+  value (``load`` then returns ``(None, True)``), like Go's nil interface.
 * ``compare_and_swap`` / ``compare_and_delete`` compare with Python ``==``
-  (``current == old``), where Go compares interfaces with ``==`` (and panics on
-  incomparable dynamic types).  Exceptions raised by ``==`` propagate.  NaN is
-  not equal to itself, so a NaN value never compares equal -- as in Go.
-  ``compare_and_delete(k, None)`` on a missing key is ``False`` (Go: "even if
-  the old value is the nil interface value").
-* ``range(f)`` calls ``f(key, value)`` and stops when ``f`` returns exactly
-  ``False`` (``is False``).  Any other result -- ``None`` included, so a plain
-  function without ``return`` visits everything -- continues.  Like Go it
-  promotes the dirty dict first when ``amended``, visits the read map (every
-  key at most once; concurrent changes may or may not be seen) and never holds
-  the mutex while calling ``f``; ``f`` may call any method of the map.
-* ``len(m)`` is O(n): it counts the live entries of the dirty dict (taking the
-  mutex) when ``amended``, else of the read map (no lock needed: it is
-  immutable).  Exact when no other thread writes during the call; under
-  concurrent writes each entry is observed at some moment during the call.
-* ``iter(m)`` is a list snapshot of the keys that one range-like pass saw live
-  (so, like ``range``, it promotes the dirty dict); ``repr`` likewise.
-* Locks: the mutex is a non-reentrant :class:`threading.Lock`.  User code that
-  may run while it is held -- key ``__hash__``/``__eq__`` in the slow paths,
-  value ``__eq__`` in ``compare_and_swap`` on a key present only in the dirty
-  dict (Go also compares there with the mutex held), finalizers triggered by
-  garbage collection -- must not call back into the *same* SyncMap, or it
-  deadlocks.  Values replaced or dropped by an operation are released after the
-  locks are.
-* ``_debug_state()`` exposes Go's internal state (for the differential tests
-  against Go's own ``sync.Map``); it is not API.
+  (``current == old``) with no lock held -- except ``compare_and_swap`` of a
+  key only the dirty map holds, which compares under the mutex as Go does (so
+  a raising ``__eq__`` leaves the state exactly as it was); the swap succeeds
+  only if the entry still holds the value that was compared.  NaN never compares equal.
+  ``compare_and_delete(k, None)`` on a missing key is ``False``.
+* ``range(f)`` calls ``f(key, value)`` with no lock held and stops when ``f``
+  returns exactly ``False``; it promotes the dirty map first when amended, as
+  Go does.  ``iter(m)``, ``keys()``, ``values()`` and ``items()`` are one such
+  ``Range`` pass, taken as a snapshot.
+* ``len(m)`` is O(n): it counts the live entries of the dirty map (under the
+  mutex) when the read map is amended, else of the read map (lock-free).  It,
+  ``repr``, ``==``, ``copy`` and pickling draw nothing and change no state.
+* Loads are lock-free (an atomic load of the read map, a lookup in an immutable
+  hmap, an atomic load of the entry).  The mutex is a real lock, waited for
+  with the interpreter detached; no Python object is released while it is held.
+  User code that can run under it: ``__eq__`` of ``object`` keys looked up in
+  the dirty map and of values in ``compare_and_swap`` of a dirty-only key (Go
+  compares under the mutex there too), and a ``rand=`` source.  If such code calls back into the same map, it gets
+  :class:`gomap.ConcurrentMapError` rather than a deadlock.
+* ``==`` is dict's: equal to any mapping with the same items (identity first,
+  so a map holding NaN or itself equals itself).  ``copy()``, ``copy.copy`` and
+  ``copy.deepcopy`` give independent maps with the same kinds and hashkey.
+* ``_debug_state()`` / ``_debug_maps()`` expose Go's internal state for the
+  differential tests; they are not API.
 """
 
 from __future__ import annotations
 
-import threading
-from itertools import chain
-from reprlib import recursive_repr
+import copy as _copy
+import reprlib
+from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._core import SyncMap as _CoreSyncMap
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterable, Iterator
 
 __all__ = ["SyncMap"]
 
 K = TypeVar("K")
 V = TypeVar("V")
 
-
-class _Sentinel:
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
+_MISSING: Any = object()
 
 
-#: entry.p when the entry was deleted (Go: p == nil).
-_NIL: Any = _Sentinel("<nil>")
-#: entry.p when the entry was deleted and left out of the dirty dict
-#: (Go: p == expunged).
-_EXPUNGED: Any = _Sentinel("<expunged>")
+class _Keys(KeysView):  # type: ignore[type-arg]
+    __slots__ = ()
 
-#: Striped locks that make each entry's compare-and-swap of ``p`` atomic.  A
-#: prime count spreads the (16-byte aligned) object addresses over the stripes.
-_NSTRIPES = 61
-_STRIPES = tuple(threading.Lock() for _ in range(_NSTRIPES))
+    def __iter__(self) -> Iterator[Any]:
+        items = self._mapping._range_items()  # type: ignore[attr-defined]
+        return iter([k for k, _ in items])
 
 
-class _Entry:
-    """Go's ``entry``: a slot whose ``p`` is swapped atomically.
+class _Values(ValuesView):  # type: ignore[type-arg]
+    __slots__ = ()
 
-    Every write of ``p`` holds ``self.lk``; reads of ``p`` are lock-free.  The
-    ``with self.lk`` blocks contain no allocation and no user code, and keep
-    the previous value referenced until the lock is released.
+    def __iter__(self) -> Iterator[Any]:
+        items = self._mapping._range_items()  # type: ignore[attr-defined]
+        return iter([v for _, v in items])
+
+
+class _Items(ItemsView):  # type: ignore[type-arg]
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return iter(self._mapping._range_items())  # type: ignore[attr-defined, no-any-return]
+
+
+def _unpickle(cls: type, key: str, value: str, hashkey: tuple[int, int, int, int]) -> SyncMap[Any, Any]:
+    return cls(key, value, hashkey=hashkey)
+
+
+class SyncMap(_CoreSyncMap, MutableMapping, Generic[K, V]):  # type: ignore[misc]
+    """Go's ``sync.Map`` over gomap maps: a map safe for concurrent use,
+    optimised for keys written once and read many times, or for threads
+    touching disjoint keys.  Loads take no lock.
+
+    It reproduces the ``sync.Map`` of Go 1.19 to 1.23 (with Go 1.20's
+    ``Swap``/``CompareAndSwap``/``CompareAndDelete`` and Go 1.23's ``Clear``),
+    and Go 1.24 built with ``GOEXPERIMENT=nosynchashtriemap,noswissmap``; Go
+    1.24's default hash-trie ``sync.Map`` is a different algorithm.  Given
+    ``hashkey`` and the draws (``rand=``), ``range()`` and iteration visit keys
+    in the order Go's ``Range`` does.
+
+    ``SyncMap(key="object", value="object", *, hashkey=None, rand=None)``;
+    see the module documentation for the algorithm, the Go releases it
+    matches and the exact semantics.
     """
 
-    __slots__ = ("lk", "p")
+    __slots__ = ()
 
-    def __init__(self, value: Any) -> None:
-        self.p = value
-        self.lk = _STRIPES[(id(self) >> 4) % _NSTRIPES]
+    # -- the mapping protocol, atomically per call ---------------------------
 
-    def try_swap(self, value: Any) -> tuple[Any, bool]:
-        """Go ``trySwap``: store unless expunged; ``(previous p, stored)``."""
-        with self.lk:
-            p = self.p
-            if p is not _EXPUNGED:
-                self.p = value
-        return p, p is not _EXPUNGED
+    def keys(self) -> KeysView[K]:
+        """A view of the keys; iterating it is one ``Range`` pass."""
+        return _Keys(self)
 
-    def try_store(self, value: Any) -> bool:
-        """Go 1.19 ``tryStore``: store unless expunged."""
-        with self.lk:
-            ok = self.p is not _EXPUNGED
-            if ok:
-                old = self.p  # noqa: F841 - released after the lock
-                self.p = value
-        return ok
+    def values(self) -> ValuesView[V]:
+        """A view of the values; iterating it is one ``Range`` pass."""
+        return _Values(self)
 
-    def unexpunge_locked(self) -> bool:
-        """Go ``unexpungeLocked`` (mutex held): expunged -> nil."""
-        with self.lk:
-            was = self.p is _EXPUNGED
-            if was:
-                self.p = _NIL
-        return was
+    def items(self) -> ItemsView[K, V]:
+        """A view of the ``(key, value)`` pairs; iterating it is one ``Range`` pass."""
+        return _Items(self)
 
-    def swap_locked(self, value: Any) -> Any:
-        """Go ``swapLocked`` (mutex held, entry not expunged)."""
-        with self.lk:
-            p = self.p
-            self.p = value
-        return p
-
-    def try_load_or_store(self, value: Any) -> tuple[Any, bool, bool]:
-        """Go ``tryLoadOrStore``: ``(actual, loaded, ok)``; ok False iff expunged."""
-        p = self.p
-        if p is _NIL:
-            with self.lk:
-                p = self.p
-                if p is _NIL:
-                    self.p = value
-            if p is _NIL:
-                return value, False, True
-        if p is _EXPUNGED:
-            return None, False, False
-        return p, True, True
-
-    def delete(self) -> tuple[Any, bool]:
-        """Go ``entry.delete``: ``(previous value, deleted)``."""
-        p = self.p
-        if p is _NIL or p is _EXPUNGED:
-            return None, False
-        with self.lk:
-            p = self.p
-            live = p is not _NIL and p is not _EXPUNGED
-            if live:
-                self.p = _NIL
-        if live:
-            return p, True
-        return None, False
-
-    def try_compare_and_swap(self, old: Any, new: Any) -> bool:
-        """Go ``tryCompareAndSwap``: swap if live and ``p == old``.
-
-        ``==`` runs outside the stripe lock; the swap then succeeds only if
-        ``p`` still holds the very object that was compared.
-        """
-        while True:
-            p = self.p
-            if p is _NIL or p is _EXPUNGED or not (p == old):  # noqa: SIM201 - Python ==
-                return False
-            with self.lk:
-                swapped = self.p is p
-                if swapped:
-                    self.p = new
-            if swapped:
-                return True
-
-    def try_compare_and_delete(self, old: Any) -> bool:
-        """The CAS loop of Go's ``CompareAndDelete``."""
-        while True:
-            p = self.p
-            if p is _NIL or p is _EXPUNGED or not (p == old):  # noqa: SIM201 - Python ==
-                return False
-            with self.lk:
-                deleted = self.p is p
-                if deleted:
-                    self.p = _NIL
-            if deleted:
-                return True
-
-    def try_expunge_locked(self) -> bool:
-        """Go ``tryExpungeLocked`` (mutex held): nil -> expunged."""
-        p = self.p
-        if p is _NIL:
-            with self.lk:
-                p = self.p
-                if p is _NIL:
-                    self.p = _EXPUNGED
-                    p = _EXPUNGED
-        return p is _EXPUNGED
-
-
-class _ReadOnly:
-    """Go's ``readOnly``; never mutated once published in ``SyncMap._read``."""
-
-    __slots__ = ("amended", "m")
-
-    def __init__(self, m: dict[Any, _Entry], amended: bool) -> None:
-        self.m = m
-        self.amended = amended
-
-
-def _count_live(entries: dict[Any, _Entry]) -> int:
-    n = 0
-    for e in entries.values():
-        p = e.p
-        if p is not _NIL and p is not _EXPUNGED:
-            n += 1
-    return n
-
-
-class SyncMap(Generic[K, V]):
-    """Go's ``sync.Map``: a map safe for concurrent use, optimised for keys
-    written once and read many times, or for threads touching disjoint keys.
-
-    See the module docstring for the algorithm and the exact semantics.
-    """
-
-    __slots__ = ("__weakref__", "_dirty", "_misses", "_mu", "_read")
-
-    def __init__(self) -> None:
-        self._mu = threading.Lock()
-        self._read = _ReadOnly({}, False)
-        self._dirty: dict[Any, _Entry] | None = None
-        self._misses = 0
-
-    # -- internals (mutex held) ---------------------------------------------
-
-    def _miss_locked(self) -> _ReadOnly | None:
-        """Go ``missLocked``.  Returns the replaced read map (if any) so the
-        caller releases it after unlocking."""
-        self._misses += 1
-        dirty = self._dirty
-        assert dirty is not None
-        if self._misses < len(dirty):
-            return None
-        old = self._read
-        self._read = _ReadOnly(dirty, False)
-        self._dirty = None
-        self._misses = 0
-        return old
-
-    def _dirty_locked(self) -> None:
-        """Go ``dirtyLocked``: copy the read map, omitting (and expunging)
-        deleted entries."""
-        if self._dirty is not None:
-            return
-        m = self._read.m
-        dirty = m.copy()  # keeps the stored hashes: no user code for live keys
-        for k, e in m.items():
-            if e.try_expunge_locked():
-                del dirty[k]
-        self._dirty = dirty
-
-    def _add_new_locked(self, key: Any, value: Any, read: _ReadOnly) -> None:
-        if not read.amended:
-            # The first new key for the dirty dict: make sure it exists and
-            # mark the read map incomplete.
-            self._dirty_locked()
-            self._read = _ReadOnly(read.m, True)
-        dirty = self._dirty
-        assert dirty is not None
-        dirty[key] = _Entry(value)
-
-    def _range_read(self) -> _ReadOnly:
-        """Range's prologue: promote the dirty dict if amended; return the
-        read map to iterate."""
-        read = self._read
-        old = None
-        if read.amended:
-            with self._mu:
-                read = self._read
-                if read.amended:
-                    old = read
-                    dirty = self._dirty
-                    assert dirty is not None
-                    read = _ReadOnly(dirty, False)
-                    self._read = read
-                    self._dirty = None
-                    self._misses = 0
-            del old
-        return read
-
-    # -- Go 1.19 API ----------------------------------------------------------
-
-    def load(self, key: K) -> tuple[V | None, bool]:
-        """Go ``Load``: ``(value, True)``, or ``(None, False)`` if absent."""
-        read = self._read
-        e = read.m.get(key)
-        if e is None and read.amended:
-            with self._mu:
-                # The dirty dict may have been promoted while we waited.
-                read = self._read
-                e = read.m.get(key)
-                if e is None and read.amended:
-                    e = self._dirty.get(key)  # type: ignore[union-attr]
-                    # Record a miss whether or not the key was present.
-                    _old = self._miss_locked()
-        if e is None:
-            return None, False
-        p = e.p
-        if p is _NIL or p is _EXPUNGED:
-            return None, False
-        return p, True
-
-    def store(self, key: K, value: V) -> None:
-        """Go ``Store``: set the value for a key."""
-        e = self._read.m.get(key)
-        if e is not None and e.try_store(value):
-            return
-        self._swap_slow(key, value)
-
-    def load_or_store(self, key: K, value: V) -> tuple[V, bool]:
-        """Go ``LoadOrStore``: ``(existing, True)`` if present, else store
-        and return ``(value, False)``."""
-        read = self._read
-        e = read.m.get(key)
-        if e is not None:
-            actual, loaded, ok = e.try_load_or_store(value)
-            if ok:
-                return actual, loaded
-        with self._mu:
-            read = self._read
-            e = read.m.get(key)
-            if e is not None:
-                if e.unexpunge_locked():
-                    self._dirty[key] = e  # type: ignore[index]
-                actual, loaded, _ = e.try_load_or_store(value)
-            else:
-                dirty = self._dirty
-                e = dirty.get(key) if dirty is not None else None
-                if e is not None:
-                    actual, loaded, _ = e.try_load_or_store(value)
-                    _old = self._miss_locked()
-                else:
-                    self._add_new_locked(key, value, read)
-                    actual, loaded = value, False
-        return actual, loaded
-
-    def load_and_delete(self, key: K) -> tuple[V | None, bool]:
-        """Go ``LoadAndDelete``: delete, returning ``(previous, True)``, or
-        ``(None, False)`` if absent."""
-        read = self._read
-        e = read.m.get(key)
-        if e is None and read.amended:
-            with self._mu:
-                read = self._read
-                e = read.m.get(key)
-                if e is None and read.amended:
-                    e = self._dirty.pop(key, None)  # type: ignore[union-attr]
-                    _old = self._miss_locked()
-        if e is not None:
-            return e.delete()
-        return None, False
-
-    def delete(self, key: K) -> None:
-        """Go ``Delete``."""
-        self.load_and_delete(key)
-
-    def range(self, f: Callable[[K, V], object]) -> None:
-        """Go ``Range``: call ``f(key, value)`` for each live entry; stop when
-        ``f`` returns exactly ``False`` (``None`` and other values continue)."""
-        read = self._range_read()
-        for k, e in read.m.items():
-            p = e.p
-            if p is _NIL or p is _EXPUNGED:
-                continue
-            if f(k, p) is False:
-                break
-
-    # -- Go 1.20 / 1.23 API ----------------------------------------------------
-
-    def swap(self, key: K, value: V) -> tuple[V | None, bool]:
-        """Go ``Swap``: store, returning ``(previous, True)`` or
-        ``(None, False)`` if the key was absent."""
-        read = self._read
-        e = read.m.get(key)
-        if e is not None:
-            p, ok = e.try_swap(value)
-            if ok:
-                if p is _NIL:
-                    return None, False
-                return p, True
-        return self._swap_slow(key, value)
-
-    def _swap_slow(self, key: Any, value: Any) -> tuple[Any, bool]:
-        """The mutex half of Go's ``Swap`` (and of Go 1.19's ``Store``)."""
-        with self._mu:
-            read = self._read
-            e = read.m.get(key)
-            if e is not None:
-                if e.unexpunge_locked():
-                    # Expunged implies a non-None dirty dict lacking the entry.
-                    self._dirty[key] = e  # type: ignore[index]
-                p = e.swap_locked(value)
-            else:
-                dirty = self._dirty
-                e = dirty.get(key) if dirty is not None else None
-                if e is not None:
-                    p = e.swap_locked(value)
-                else:
-                    self._add_new_locked(key, value, read)
-                    p = _NIL
-        if p is _NIL:
-            return None, False
-        return p, True
-
-    def compare_and_swap(self, key: K, old: V, new: V) -> bool:
-        """Go ``CompareAndSwap``: store ``new`` if the current value ``== old``."""
-        read = self._read
-        e = read.m.get(key)
-        if e is not None:
-            return e.try_compare_and_swap(old, new)
-        if not read.amended:
-            return False  # no existing value for key
-        with self._mu:
-            read = self._read
-            e = read.m.get(key)
-            if e is not None:
-                return e.try_compare_and_swap(old, new)
-            dirty = self._dirty
-            e = dirty.get(key) if dirty is not None else None
-            if e is None:
-                return False
-            swapped = e.try_compare_and_swap(old, new)
-            # The key needed the mutex: count a miss so the dirty dict is
-            # eventually promoted.
-            _old = self._miss_locked()
-        return swapped
-
-    def compare_and_delete(self, key: K, old: V) -> bool:
-        """Go ``CompareAndDelete``: delete if the current value ``== old``;
-        ``False`` when the key is absent (even for ``old=None``)."""
-        read = self._read
-        e = read.m.get(key)
-        if e is None and read.amended:
-            with self._mu:
-                read = self._read
-                e = read.m.get(key)
-                if e is None and read.amended:
-                    # Left in the dirty dict: the compare is still to come.
-                    e = self._dirty.get(key)  # type: ignore[union-attr]
-                    _old = self._miss_locked()
-        if e is None:
-            return False
-        return e.try_compare_and_delete(old)
-
-    def clear(self) -> None:
-        """Go 1.23 ``Clear``: delete all entries."""
-        read = self._read
-        if not read.m and not read.amended:
-            return
-        with self._mu:
-            read = self._read
-            if read.m or read.amended:
-                self._read = _ReadOnly({}, False)
-            # Go clears the dirty map in place (it stays non-nil); a fresh
-            # empty dict is the same state, and lets the old contents be
-            # released after unlocking.
-            old_dirty = self._dirty
-            if old_dirty is not None:
-                self._dirty = {}
-            # Don't immediately promote the cleared dirty dict.
-            self._misses = 0
-        del read, old_dirty
-
-    # -- Python mapping protocol ----------------------------------------------
-
-    def __len__(self) -> int:
-        read = self._read
-        if read.amended:
-            with self._mu:
-                read = self._read
-                if read.amended:
-                    return _count_live(self._dirty)  # type: ignore[arg-type]
-        return _count_live(read.m)
-
-    def __getitem__(self, key: K) -> V:
-        value, ok = self.load(key)
-        if not ok:
+    def pop(self, key: K, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (Go's ``LoadAndDelete``); if it
+        is absent return ``default``, or raise ``KeyError`` if none is given."""
+        value, loaded = self.load_and_delete(key)
+        if loaded:
+            return value
+        if default is _MISSING:
             raise KeyError(key)
-        return value  # type: ignore[return-value]
+        return default
 
-    def __setitem__(self, key: K, value: V) -> None:
-        self.store(key, value)
+    def popitem(self) -> tuple[K, V]:
+        """Remove and return some ``(key, value)`` pair (the first a ``Range``
+        pass yields that this call manages to delete); ``KeyError`` if empty."""
+        while True:
+            items = self._items()
+            if not items:
+                raise KeyError("popitem(): SyncMap is empty")
+            for k, _ in items:
+                value, loaded = self.load_and_delete(k)
+                if loaded:
+                    return k, value
 
-    def __delitem__(self, key: K) -> None:
-        _, loaded = self.load_and_delete(key)
-        if not loaded:
-            raise KeyError(key)
+    def setdefault(self, key: K, default: Any = None) -> Any:
+        """``self[key]`` if present, else store ``default`` and return it
+        (atomically: Go's ``LoadOrStore``)."""
+        return self.load_or_store(key, default)[0]
 
-    def __contains__(self, key: object) -> bool:
-        return self.load(key)[1]  # type: ignore[arg-type]
+    def __eq__(self, other: object) -> bool:
+        """dict's ``==``: the same keys with equal values (identity first)."""
+        if self is other:
+            return True
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self._items()) == dict(other.items())
 
-    def _snapshot(self) -> list[tuple[Any, Any]]:
-        items = []
-        for k, e in self._range_read().m.items():
-            p = e.p
-            if p is not _NIL and p is not _EXPUNGED:
-                items.append((k, p))
-        return items
+    __hash__ = None  # type: ignore[assignment]
+    __reversed__ = None  # type: ignore[assignment]
 
-    def __iter__(self) -> Iterator[K]:
-        return iter([k for k, _ in self._snapshot()])
+    # -- copies, pickling, repr ----------------------------------------------
 
-    @recursive_repr()
+    def copy(self) -> SyncMap[K, V]:
+        """An independent map with the same kinds, hashkey and items."""
+        new = type(self)(self.key_kind, self.value_kind, hashkey=self.hashkey)
+        for k, v in self._items():
+            new.store(k, v)
+        return new
+
+    __copy__ = copy
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SyncMap[K, V]:
+        new = type(self)(self.key_kind, self.value_kind, hashkey=self.hashkey)
+        memo[id(self)] = new
+        for k, v in self._items():
+            new.store(_copy.deepcopy(k, memo), _copy.deepcopy(v, memo))
+        return new
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _unpickle,
+            (type(self), self.key_kind, self.value_kind, self.hashkey),
+            None,
+            None,
+            iter(self._items()),
+        )
+
+    @reprlib.recursive_repr()
     def __repr__(self) -> str:
-        body = ", ".join(f"{k!r}: {v!r}" for k, v in self._snapshot())
-        return f"{type(self).__name__}({{{body}}})"
+        body = ", ".join(f"{k!r}: {v!r}" for k, v in self._items())
+        name = type(self).__name__
+        if self.key_kind == "object" and self.value_kind == "object":
+            return f"{name}({{{body}}})"
+        return f"{name}({{{body}}}, key={self.key_kind!r}, value={self.value_kind!r})"
 
-    # -- debugging -------------------------------------------------------------
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Store every pair of a mapping or an iterable of pairs, then ``kwargs``."""
+        if isinstance(other, SyncMap):
+            other = other._items()
+        MutableMapping.update(self, other, **kwargs)
 
-    def _debug_state(self) -> dict[str, Any]:
-        """Go's internal state, for tests (not API).
+    def __or__(self, other: Any) -> SyncMap[Any, Any]:
+        """A copy of this map updated with the mapping ``other`` (dict's ``|``)."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        new = self.copy()
+        new.update(other)
+        return new
 
-        ``read``: keys of ``read.m``; ``amended``; ``dirty``: its keys or
-        ``None``; ``misses``; ``expunged``: keys whose entry is expunged;
-        ``deleted``: keys (of read or dirty) whose entry is nil; ``shared``:
-        keys whose read and dirty entries are the same object.
-        """
-        with self._mu:
-            read = self._read
-            dirty = self._dirty
-            rm = read.m
-            dm: dict[Any, _Entry] = dirty if dirty is not None else {}
-            return {
-                "read": frozenset(rm),
-                "amended": read.amended,
-                "dirty": None if dirty is None else frozenset(dirty),
-                "misses": self._misses,
-                "expunged": frozenset(
-                    k for k, e in chain(rm.items(), dm.items()) if e.p is _EXPUNGED
-                ),
-                "deleted": frozenset(
-                    k for k, e in chain(rm.items(), dm.items()) if e.p is _NIL
-                ),
-                "shared": frozenset(k for k, e in rm.items() if dm.get(k) is e),
-            }
+    def __ror__(self, other: Any) -> SyncMap[Any, Any]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        new = type(self)(self.key_kind, self.value_kind, hashkey=self.hashkey)
+        new.update(other)
+        new.update(self)
+        return new
+
+    def __ior__(self, other: Any) -> SyncMap[K, V]:
+        """Update in place with a mapping or an iterable of pairs (dict's ``|=``)."""
+        self.update(other)
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        """Go's view of the two inner maps: for ``read`` and ``dirty`` (``None``
+        when Go's map is nil) the hmap header (count, B, hash0, noverflow,
+        growth state) and ``bytes``, the memory Go's buckets take (16-byte
+        interface keys, 8-byte ``*entry`` elems); plus ``amended`` and ``misses``."""
+        maps = self._debug_maps()
+        for name in ("read", "dirty"):
+            if maps[name] is not None:
+                maps[name] = {k: v for k, v in maps[name].items() if k not in ("buckets", "oldbuckets")}
+        return maps
+
+    @classmethod
+    def fromkeys(cls, iterable: Iterable[Any], value: Any = None) -> SyncMap[Any, Any]:
+        """A new ``object`` -> ``object`` map with every key set to ``value``."""
+        m = cls()
+        for k in iterable:
+            m.store(k, value)
+        return m

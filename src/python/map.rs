@@ -526,7 +526,7 @@ impl ExternalDraws for PyDraws {
 /// names, the aliases `"int" "float" "str" "bytes" "object"` and the Python types
 /// `int float str bytes object` (the aliases of `"int64" "float64" "string"
 /// "bytes" "object"`); values take only `int64 float64 object` and their aliases.
-fn kind_name(py: Python<'_>, ob: &Bound<'_, PyAny>, values: bool) -> PyResult<&'static str> {
+pub(crate) fn kind_name(py: Python<'_>, ob: &Bound<'_, PyAny>, values: bool) -> PyResult<&'static str> {
     const KEYS: [&str; 9] = ["int64", "int32", "uint64", "uint32", "float64", "float32", "string", "bytes", "object"];
     const VALUES: [&str; 3] = ["int64", "float64", "object"];
     const ALIASES: [(&str, &str); 5] =
@@ -577,7 +577,7 @@ fn kind_name(py: Python<'_>, ob: &Bound<'_, PyAny>, values: bool) -> PyResult<&'
         .ok_or_else(|| PyValueError::new_err(format!("unknown {what} kind {name:?}; {}", expected())))
 }
 
-fn random_hashkey() -> [u64; 4] {
+pub(crate) fn random_hashkey() -> [u64; 4] {
     // Go fills hashkey from the OS and makes every word odd.
     let r = FastRand::from_os(None);
     [r.fastrand64() | 1, r.fastrand64() | 1, r.fastrand64() | 1, r.fastrand64() | 1]
@@ -1270,5 +1270,49 @@ fn parse_go(go: Option<&Bound<'_, PyAny>>) -> PyResult<GoRelease> {
             "unsupported Go release {text:?}; expected one of {} (the releases with the classic map)",
             names()
         ))
+    })
+}
+
+/// The `hashkey=` argument of a constructor: four ints in [0, 2**64), or a fresh
+/// random key (as `Map` takes it; for the other engines of the module).
+pub(crate) fn hashkey_arg(hashkey: Option<&Bound<'_, PyAny>>) -> PyResult<[u64; 4]> {
+    let Some(hk) = hashkey else { return Ok(random_hashkey()) };
+    let words: Vec<Bound<'_, PyAny>> = hk
+        .try_iter()
+        .map_err(|_| PyTypeError::new_err("hashkey must be a sequence of four ints"))?
+        .collect::<PyResult<_>>()?;
+    if words.len() != 4 {
+        return Err(PyValueError::new_err(format!("hashkey must have 4 words, not {}", words.len())));
+    }
+    let mut out = [0u64; 4];
+    for (o, w) in out.iter_mut().zip(&words) {
+        if !w.is_instance_of::<PyInt>() {
+            return Err(PyTypeError::new_err(format!("hashkey words must be ints, not {}", w.get_type().name()?)));
+        }
+        *o = w.extract::<u64>().map_err(|_| {
+            PyValueError::new_err(format!(
+                "hashkey word {} is not in [0, 2**64)",
+                w.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })?;
+    }
+    Ok(out)
+}
+
+/// The `rand=` argument of a constructor (as `Map` takes it): `None`, an
+/// iterable of ints, or a zero-argument callable.
+pub(crate) fn rand_arg(rand: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Box<dyn ExternalDraws>>> {
+    Ok(match rand {
+        None => None,
+        Some(r) if r.is_none() => None,
+        Some(r) if r.is_callable() && !r.hasattr("__next__")? => {
+            Some(Box::new(PyDraws { source: r.clone().unbind(), callable: true }))
+        }
+        Some(r) => {
+            let it = r
+                .try_iter()
+                .map_err(|_| PyTypeError::new_err("rand must be an iterable or a zero-argument callable of ints"))?;
+            Some(Box::new(PyDraws { source: it.into_any().unbind(), callable: false }))
+        }
     })
 }

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod convert;
 pub mod iter;
 pub mod map;
+pub mod syncmap;
 pub mod views;
 
 use pyo3::prelude::*;
@@ -66,6 +67,7 @@ fn build_info() -> (&'static str, &'static str) {
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<map::Map>()?;
+    m.add_class::<syncmap::SyncMap>()?;
     m.add_class::<iter::MapIter>()?;
     m.add_class::<views::KeysView>()?;
     m.add_class::<views::ValuesView>()?;
