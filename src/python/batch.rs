@@ -134,7 +134,7 @@ pub fn copy_buffer<T: BufferElem>(ob: &Bound<'_, PyAny>, what: &str) -> PyResult
     result
 }
 
-fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+pub(crate) fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     py.import("numpy")
         .map_err(|_| PyImportError::new_err("gomap's batch operations return NumPy arrays: pip install numpy"))
 }
@@ -148,7 +148,7 @@ pub fn to_array<T: BufferElem>(py: Python<'_>, data: &[T]) -> PyResult<Py<PyAny>
     Ok(np.call_method1("frombuffer", (raw, T::DTYPE))?.call_method0("copy")?.unbind())
 }
 
-fn bool_array(py: Python<'_>, data: &[bool]) -> PyResult<Py<PyAny>> {
+pub(crate) fn bool_array(py: Python<'_>, data: &[bool]) -> PyResult<Py<PyAny>> {
     let np = numpy(py)?;
     // SAFETY: bool is one byte, 0 or 1, which is NumPy's bool layout.
     let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, data.len()) };

@@ -263,7 +263,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
         })
     }
 
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         let mut result = Ok(());
         self.try_read(|h| {
             h.rand.with_external(|src| {
@@ -340,7 +340,7 @@ impl ExternalDraws for PyDraws {
     }
 }
 
-fn kind_name(py: Python<'_>, ob: &Bound<'_, PyAny>, values: bool) -> PyResult<&'static str> {
+pub(crate) fn kind_name(py: Python<'_>, ob: &Bound<'_, PyAny>, values: bool) -> PyResult<&'static str> {
     const KEYS: [&str; 9] = ["int64", "int32", "uint64", "uint32", "float64", "float32", "string", "bytes", "object"];
     const VALUES: [&str; 3] = ["int64", "float64", "object"];
     let allowed: &[&str] = if values { &VALUES } else { &KEYS };
@@ -372,7 +372,7 @@ fn kind_name(py: Python<'_>, ob: &Bound<'_, PyAny>, values: bool) -> PyResult<&'
     })
 }
 
-fn random_hashkey() -> [u64; 4] {
+pub(crate) fn random_hashkey() -> [u64; 4] {
     // Go fills hashkey from the OS and makes every word odd.
     let r = FastRand::from_os(None);
     [r.fastrand64() | 1, r.fastrand64() | 1, r.fastrand64() | 1, r.fastrand64() | 1]
