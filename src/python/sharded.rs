@@ -652,9 +652,17 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         let i = self.index(&k);
         let r = self.with(py, i, WRITING, |s| {
             self.write(s, |h, fl| {
-                let cur = h.mapaccess(fl, &k).map_err(K::raise)?;
-                match V::checked_add(cur, &d) {
-                    None => Ok(Err(cur.map(PyVal::copy_out))),
+                if let Some(cur) = h.mapaccess_mut(fl, &k).map_err(K::raise)? {
+                    return Ok(match V::checked_add(Some(cur), &d) {
+                        None => Err(Some(cur.copy_out())),
+                        Some(new) => {
+                            *cur = new;
+                            Ok(cur.copy_out())
+                        }
+                    });
+                }
+                match V::checked_add(None, &d) {
+                    None => Ok(Err(None)),
                     Some(new) => {
                         let out = new.copy_out();
                         h.mapassign(fl, k, new).map_err(K::raise)?;
@@ -1157,9 +1165,8 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
                 if ins > 0 && d.inserted[ins - 1] as usize == j {
                     ins -= 1;
                     h.mapdelete(fl, &ks[p]).map_err(K::raise)?;
-                } else if let Some(cur) = h.mapaccess(fl, &ks[p]).map_err(K::raise)? {
-                    let back = V::unadd(cur, delta(p));
-                    h.mapassign(fl, ks[p].clone_key(), back).map_err(K::raise)?;
+                } else if let Some(cur) = h.mapaccess_mut(fl, &ks[p]).map_err(K::raise)? {
+                    *cur = V::unadd(cur, delta(p));
                 }
             }
             d.applied = 0;
@@ -1172,21 +1179,32 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
                     let mut overflow = None;
                     for j in 0..done.pos.len() {
                         let p = done.pos[j] as usize;
-                        let cur = h.mapaccess(fl, &ks[p]).map_err(K::raise)?;
-                        let missing = cur.is_none();
-                        match V::checked_add(cur, delta(p)) {
-                            Some(new) => {
-                                h.mapassign(fl, ks[p].clone_key(), new).map_err(K::raise)?;
-                                if missing {
-                                    done.inserted.push(j as u32);
+                        let d = delta(p);
+                        // one search for a key already there (the common case when counting)
+                        let new = match h.mapaccess_mut(fl, &ks[p]).map_err(K::raise)? {
+                            Some(cur) => match V::checked_add(Some(cur), d) {
+                                Some(new) => {
+                                    *cur = new;
+                                    None
                                 }
-                                done.applied += 1;
-                            }
-                            None => {
-                                overflow = Some(p);
-                                break;
-                            }
+                                None => {
+                                    overflow = Some(p);
+                                    break;
+                                }
+                            },
+                            None => match V::checked_add(None, d) {
+                                Some(new) => Some(new),
+                                None => {
+                                    overflow = Some(p);
+                                    break;
+                                }
+                            },
+                        };
+                        if let Some(new) = new {
+                            h.mapassign(fl, ks[p].clone_key(), new).map_err(K::raise)?;
+                            done.inserted.push(j as u32);
                         }
+                        done.applied += 1;
                     }
                     if overflow.is_some() {
                         undo(h, fl, &mut done)?;
