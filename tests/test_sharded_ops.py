@@ -391,12 +391,12 @@ def test_reentrant_calls_raise_instead_of_hanging():
     class Val:
         def __eq__(self, other):
             results["val"] = raised(lambda: m.get("v"))  # its own shard: refused
-            results["val_other"] = raised(lambda: m.get(other))  # a free shard: fine
+            results["val_other"] = raised(lambda: m.get(elsewhere))  # a free shard: fine
             return True
 
         __hash__ = None
 
-    other = next(x for x in range(100) if m.shard_of(x) != m.shard_of("v"))
+    elsewhere = next(x for x in range(100) if m.shard_of(x) != m.shard_of("v"))
     m["v"] = Val()
     assert m.compare_and_swap("v", 0, "new") and m["v"] == "new"
     assert results["val"] is True and results["val_other"] is False
@@ -670,3 +670,60 @@ def test_stress_every_op_with_reentrant_keys():
     for i in range(m.num_shards):
         snap = m._shard_snapshot(i)
         assert snap["count"] == len(m._shard_items(i))
+
+
+# ---------------------------------------------------------------------------
+# nothing the map held is released under a lock (issue 9, class 4)
+# ---------------------------------------------------------------------------
+
+
+class Boom:
+    """Collides with Coll5 and raises from __eq__."""
+
+    def __hash__(self):
+        return 5
+
+    def __eq__(self, other):
+        raise ValueError("boom")
+
+
+class Coll5:
+    def __hash__(self):
+        return 5
+
+    def __eq__(self, other):
+        # NotImplemented for a Boom: Python then asks Boom, which raises
+        return other is self if isinstance(other, Coll5) else NotImplemented
+
+
+@pytest.mark.parametrize("op", ["set_many", "delete_many"])
+def test_batch_error_releases_objects_after_the_unlock(op):
+    m = ShardedMap(shards=1)
+    unraisable = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+
+    class Writer:
+        """A value (or key) whose finalizer writes to the map."""
+
+        def __del__(self):
+            m[f"written-{id(self)}"] = 1
+
+    try:
+        m[Coll5()] = 0
+        m["a"] = Writer()
+        if op == "set_many":
+            # "a"'s old value is replaced, then Boom raises; the generator's
+            # Writer keys after it are owned by the batch alone
+            keys = (k for k in ["a", Boom(), Writer(), Writer()])
+            with pytest.raises(ValueError, match="boom"):
+                m.set_many(keys, [1, 2, 3, 4])
+        else:
+            with pytest.raises(ValueError, match="boom"):
+                m.delete_many(["a", Boom()])
+        gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+    assert not unraisable, [u.exc_value for u in unraisable]
+    written = [k for k in m if isinstance(k, str) and k.startswith("written-")]
+    assert len(written) == (3 if op == "set_many" else 1)

@@ -1050,26 +1050,45 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
             by[i].push((k, v));
         }
         let jobs: Jobs<Vec<(K, V)>> = by.into_iter().enumerate().filter(|(_, v)| !v.is_empty()).collect();
+        // Keys and values may be owned by nothing but this batch (a generator's
+        // output): a second reference, dropped after every unlock, makes sure
+        // none is released under a lock when a key's __eq__ raises midway.
+        let keep_alive: Vec<(K, V)> = if K::DETACHABLE && V::DETACHABLE {
+            Vec::new()
+        } else {
+            jobs.iter().flat_map(|(_, pairs)| pairs.iter().map(|(k, v)| (k.clone_key(), v.copy_out()))).collect()
+        };
         let results = self.run(py, K::DETACHABLE && V::DETACHABLE, threads, n, WRITING, false, jobs, |s, pairs| {
             self.write(s, |h, fl| {
                 let mut replaced = Vec::new();
                 for (k, v) in pairs {
-                    replaced.extend(h.mapassign(fl, k, v).map_err(K::raise)?);
+                    match h.mapassign(fl, k, v) {
+                        Ok(old) => replaced.extend(old),
+                        // the values replaced so far leave with the error, to be
+                        // dropped after the unlock
+                        Err(e) => return Ok((replaced, Some(K::raise(e)))),
+                    }
                 }
-                Ok(replaced)
+                Ok((replaced, None))
             })
         })?;
         let mut first_err = None;
         let mut replaced = Vec::new();
         for (_, r) in results {
             match r {
-                Ok(v) => replaced.push(v),
+                Ok((v, err)) => {
+                    replaced.push(v);
+                    if let Some(e) = err {
+                        first_err.get_or_insert(e);
+                    }
+                }
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
             }
         }
         drop(replaced); // after every unlock
+        drop(keep_alive);
         first_err.map_or(Ok(()), Err)
     }
 
@@ -1084,11 +1103,16 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
                     let mut found = Vec::with_capacity(pos.len());
                     let mut removed = Vec::new();
                     for &p in &pos {
-                        let r = h.mapdelete(fl, &ks[p as usize]).map_err(K::raise)?;
-                        found.push(r.is_some());
-                        removed.extend(r);
+                        match h.mapdelete(fl, &ks[p as usize]) {
+                            Ok(r) => {
+                                found.push(r.is_some());
+                                removed.extend(r);
+                            }
+                            // what was removed so far leaves with the error, dropped after the unlock
+                            Err(e) => return Ok((pos, found, removed, Some(K::raise(e)))),
+                        }
                     }
-                    Ok((pos, found, removed))
+                    Ok((pos, found, removed, None))
                 })
             })?;
         let mut out = vec![false; n];
@@ -1096,11 +1120,14 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         let mut removed = Vec::new();
         for (_, r) in results {
             match r {
-                Ok((pos, found, rm)) => {
+                Ok((pos, found, rm, err)) => {
                     for (p, f) in pos.into_iter().zip(found) {
                         out[p as usize] = f;
                     }
                     removed.push(rm);
+                    if let Some(e) = err {
+                        first_err.get_or_insert(e);
+                    }
                 }
                 Err(e) => {
                     first_err.get_or_insert(e);
