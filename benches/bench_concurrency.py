@@ -61,8 +61,10 @@ def interleave(rounds: int, contenders: dict) -> dict:
 
 def single_thread(rounds: int, n: int) -> list:
     out = []
+    rng = np.random.default_rng(0)
     for label, kk, vk, keys in [
-        ("int64 keys", "int64", "int64", list(range(0, 7 * n, 7))),
+        ("int64 keys (ascending)", "int64", "int64", list(range(0, 7 * n, 7))),
+        ("int64 keys (random)", "int64", "int64", rng.integers(-(2**62), 2**62, n).tolist()),
         ("object keys (str)", "object", "object", [f"key-{i}" for i in range(n)]),
     ]:
 

@@ -239,15 +239,17 @@ const READING: u8 = 1;
 const WRITING: u8 = 2;
 
 thread_local! {
-    static THREAD_TAG: u8 = const { 0 };
-    /// How many shard locks (of any ShardedMap) this thread holds.
+    /// How many shard locks (of any ShardedMap) this thread holds. Its address
+    /// doubles as the thread's tag in `Shard::owner`: one thread-local access
+    /// per operation.
     static HELD: Cell<usize> = const { Cell::new(0) };
 }
 
-/// A nonzero number unique among live threads (the address of a thread-local).
+/// This thread's `HELD` counter. The pointer is nonzero, unique among live
+/// threads, valid while this thread lives, and only dereferenced on it.
 #[inline]
-fn thread_tag() -> usize {
-    THREAD_TAG.with(|t| t as *const u8 as usize)
+fn this_thread() -> *const Cell<usize> {
+    HELD.with(|h| h as *const Cell<usize>)
 }
 
 #[inline]
@@ -281,42 +283,48 @@ pub struct Shard<K, V> {
 /// A held (or, for a permitted nested lookup, borrowed) shard.
 struct Guard<'a, K, V> {
     shard: &'a Shard<K, V>,
-    owned: bool,
+    /// The holding thread's counter; null for a borrowed (nested) guard. The
+    /// raw pointer also keeps the guard on its thread (`!Send`).
+    held: *const Cell<usize>,
 }
 
 impl<K, V> Drop for Guard<'_, K, V> {
     fn drop(&mut self) {
-        if self.owned {
+        if !self.held.is_null() {
             self.shard.mode.store(IDLE, Ordering::Relaxed);
             self.shard.owner.store(0, Ordering::Relaxed);
-            // SAFETY: `owned` guards are made only right after this thread locked
+            // SAFETY: owned guards are made only right after this thread locked
             // `raw`, and each unlocks it exactly once.
             unsafe { self.shard.raw.unlock() };
-            HELD.with(|h| h.set(h.get() - 1));
+            // SAFETY: `held` is this thread's live thread-local (see `this_thread`).
+            unsafe { (*self.held).set((*self.held).get() - 1) };
         }
     }
 }
 
 impl<K, V> Shard<K, V> {
-    fn mark(&self, mode: u8) -> Guard<'_, K, V> {
-        self.owner.store(thread_tag(), Ordering::Relaxed);
+    fn mark(&self, mode: u8, me: *const Cell<usize>) -> Guard<'_, K, V> {
+        self.owner.store(me as usize, Ordering::Relaxed);
         self.mode.store(mode, Ordering::Relaxed);
-        HELD.with(|h| h.set(h.get() + 1));
-        Guard { shard: self, owned: true }
+        // SAFETY: `me` is this thread's live thread-local (see `this_thread`).
+        unsafe { (*me).set((*me).get() + 1) };
+        Guard { shard: self, held: me }
     }
 
-    /// Takes the shard for `mode` following the rules of the module docs;
-    /// `may_wait` is false inside a callback that holds a shard.
-    fn lock(&self, py: Python<'_>, mode: u8, may_wait: bool) -> PyResult<Guard<'_, K, V>>
+    /// Takes the shard for `mode` following the rules of the module docs. `me`
+    /// is `this_thread()`; `may_wait` is false inside a callback that holds a
+    /// shard.
+    #[inline]
+    fn lock(&self, py: Python<'_>, mode: u8, me: *const Cell<usize>, may_wait: bool) -> PyResult<Guard<'_, K, V>>
     where
         K: Send + Sync,
         V: Send + Sync,
     {
         // Only this thread ever stores its own tag here, so a relaxed load that
         // sees it means this thread holds the shard now.
-        if self.owner.load(Ordering::Relaxed) == thread_tag() {
+        if self.owner.load(Ordering::Relaxed) == me as usize {
             if mode == READING && self.mode.load(Ordering::Relaxed) == READING {
-                return Ok(Guard { shard: self, owned: false });
+                return Ok(Guard { shard: self, held: std::ptr::null() });
             }
             return Err(reentrant());
         }
@@ -326,14 +334,14 @@ impl<K, V> Shard<K, V> {
             }
             py.detach(|| self.raw.lock());
         }
-        Ok(self.mark(mode))
+        Ok(self.mark(mode, me))
     }
 
     /// Takes the shard from a thread that holds no Python state (detached
     /// batch work): it can hold no shard, so it simply waits.
     fn lock_detached(&self, mode: u8) -> Guard<'_, K, V> {
         self.raw.lock();
-        self.mark(mode)
+        self.mark(mode, this_thread())
     }
 }
 
@@ -398,7 +406,9 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
     #[inline]
     fn with<R>(&self, py: Python<'_>, i: usize, mode: u8, f: impl FnOnce(&Shared<K, V>) -> PyResult<R>) -> PyResult<R> {
         let shard = &self.shards[i];
-        let guard = shard.lock(py, mode, held() == 0)?;
+        let me = this_thread();
+        // SAFETY: `me` is this thread's live thread-local.
+        let guard = shard.lock(py, mode, me, unsafe { (*me).get() } == 0)?;
         let r = f(&shard.map);
         drop(guard);
         r
@@ -419,10 +429,11 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
 
     /// Every shard, ascending, for `mode` (nested callbacks may not wait).
     fn lock_all(&self, py: Python<'_>, mode: u8) -> PyResult<Vec<Guard<'_, K, V>>> {
+        let me = this_thread();
         let may_wait = held() == 0;
         let mut guards = Vec::with_capacity(self.shards.len());
         for s in self.shards.iter() {
-            guards.push(s.lock(py, mode, may_wait)?);
+            guards.push(s.lock(py, mode, me, may_wait)?);
         }
         Ok(guards)
     }
@@ -949,7 +960,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
             let r = if prelocked {
                 work(&self.shards[s].map, p)
             } else {
-                match self.shards[s].lock(py, mode, may_wait) {
+                match self.shards[s].lock(py, mode, this_thread(), may_wait) {
                     Ok(g) => {
                         let r = work(&self.shards[s].map, p);
                         drop(g);
@@ -1174,10 +1185,11 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         }
         let jobs = self.group(&ks);
         // Lock every touched shard, ascending, before any work.
+        let me = this_thread();
         let may_wait = held() == 0;
         let mut guards = Vec::with_capacity(jobs.len());
         for (s, _) in &jobs {
-            guards.push(self.shards[*s].lock(py, WRITING, may_wait)?);
+            guards.push(self.shards[*s].lock(py, WRITING, me, may_wait)?);
         }
         struct Done {
             pos: Vec<u32>,
