@@ -2065,3 +2065,41 @@ fn miri_smoke_owned_keys() {
     drop(its);
     drop(li);
 }
+
+/// `mapaccess_mut` (read-modify-write in one search): against a std HashMap
+/// through growth, same-size growth and deletes, the elem it returns is the
+/// one later lookups see, and it never finds a missing key.
+#[test]
+fn mapaccess_mut_vs_std() {
+    let fl = FlagWord::new();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut h = HMap::<i64, i64>::makemap(0, hashkey_for(7), FastRand::new(7, None));
+    let mut model: HashMap<i64, i64> = HashMap::new();
+    for step in 0..60_000 {
+        let k: i64 = rng.random_range(0..4000);
+        match rng.random_range(0..4) {
+            0 | 1 => {
+                let d: i64 = rng.random_range(-5..5);
+                match h.mapaccess_mut(&fl, &k).unwrap() {
+                    Some(v) => {
+                        assert!(model.contains_key(&k), "step {step}: found a missing key {k}");
+                        *v += d;
+                    }
+                    None => {
+                        assert!(!model.contains_key(&k), "step {step}: key {k} not found");
+                        h.mapassign(&fl, k, d).unwrap();
+                    }
+                }
+                *model.entry(k).or_insert(0) += d;
+            }
+            2 => {
+                assert_eq!(h.mapdelete(&fl, &k).unwrap().map(|e| e.1), model.remove(&k));
+            }
+            _ => assert_eq!(h.mapaccess(&fl, &k).unwrap().copied(), model.get(&k).copied()),
+        }
+        assert_eq!(h.count, model.len());
+    }
+    for (k, v) in &model {
+        assert_eq!(h.mapaccess(&fl, k).unwrap(), Some(v));
+    }
+}

@@ -68,6 +68,12 @@ def test_update_with_basic_default_and_errors():
     assert state(m) == before
     f = ShardedMap("int64", "float64", shards=2)
     assert f.update_with(1, lambda v: v + 1, 0) == 1.0 and isinstance(f[1], float)
+    o = ShardedMap(shards=2)
+    assert o.update_with("k", lambda v: [v], None) == [None]  # None is a default like any other
+    o["n"] = 1
+    assert o.update_with("n", fn=lambda v: v + 1) == 2  # `fn` by keyword
+    with pytest.raises(TypeError, match="at most 3"):
+        o.update_with("k", lambda v: v, 1, 2)
 
 
 def test_update_with_retries_when_the_entry_changed():

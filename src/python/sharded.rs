@@ -1539,23 +1539,31 @@ impl ShardedMap {
         dispatch!(AnySharded, &self.inner, m => m.compare_and_delete(py, key, old).map(|r| r.is_some()))
     }
 
-    /// Upsert: stores `fn(current)` (or `fn(default)` when the key is missing
-    /// and a default is given; KeyError without one) and returns the stored
+    /// `update_with(key, fn[, default])`, an upsert: stores `fn(current)` (or
+    /// `fn(default)` when the key is missing and a default is given, which may
+    /// be None; KeyError without one) and returns the stored
     /// value. Applied atomically per key by an optimistic loop: `fn` runs with
     /// no lock held, and its result is stored only if the entry still holds the
     /// value `fn` was given (same object / same bits; still missing);
     /// otherwise `fn` is called again with the new value. So under contention
     /// `fn` may run more than once and should have no side effects (as the
     /// function of a CAS loop, cereggii's or concurrent-map's Upsert).
-    #[pyo3(signature = (key, fn_, default = None))]
+    #[pyo3(signature = (key, r#fn, *default))]
     fn update_with(
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
-        fn_: &Bound<'_, PyAny>,
-        default: Option<&Bound<'_, PyAny>>,
+        r#fn: &Bound<'_, PyAny>,
+        default: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<PyAny>> {
-        dispatch!(AnySharded, &self.inner, m => m.update_with(py, key, fn_, default))
+        if default.len() > 1 {
+            return Err(PyTypeError::new_err(format!(
+                "update_with expected at most 3 arguments, got {}",
+                default.len() + 2
+            )));
+        }
+        let d = if default.len() == 1 { Some(default.get_item(0)?) } else { None };
+        dispatch!(AnySharded, &self.inner, m => m.update_with(py, key, r#fn, d.as_ref()))
     }
 
     /// Atomic `m[key] += delta` for int64/float64 values (a missing key starts
