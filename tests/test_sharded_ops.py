@@ -505,8 +505,14 @@ class NewOpsVsDict(RuleBasedStateMachine):
                 self.m.update_with(k, lambda v: v * c)
             return
         old = self.d.get(k, 7)
-        got = self.m.update_with(k, lambda v: v * c, 7) if use_default else self.m.update_with(k, lambda v: v * c)
-        assert got == old * c
+        call = (lambda: self.m.update_with(k, lambda v: v * c, 7)) if use_default else (
+            lambda: self.m.update_with(k, lambda v: v * c)
+        )
+        if not -(2**63) <= old * c < 2**63:
+            with pytest.raises(OverflowError):  # fn's result does not fit: nothing stored
+                call()
+            return
+        assert call() == old * c
         self.d[k] = old * c
 
     @rule(mod=st.integers(1, 5), keep=st.booleans())
