@@ -881,6 +881,23 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         Ok(self.lookup(fl, key, hash)?.map(|(b, i)| unsafe { (Bucket::key(b, i), Bucket::elem(b, i)) }))
     }
 
+    /// The elem of an existing key, to update in place: `mapassign`'s search
+    /// (after its growth step) without the insert. `None` when the key is
+    /// missing. For read-modify-write operations (ShardedMap's `add`), which
+    /// would otherwise search twice.
+    pub fn mapaccess_mut(&mut self, fl: &FlagWord, key: &K) -> Result<Option<&mut V>, MapError<K::Error>> {
+        if self.count == 0 {
+            return Ok(None);
+        }
+        let hash = self.hash(key);
+        if self.growing() {
+            self.grow_work(fl, hash as usize & bucket_mask(self.b)).map_err(MapError::alloc)?;
+        }
+        // SAFETY: a found slot holds a live entry; `&mut self` (the write guard)
+        // makes it exclusively ours for the returned lifetime.
+        Ok(self.lookup(fl, key, hash).map_err(MapError::Key)?.map(|(b, i)| unsafe { &mut *Bucket::elem_ptr(b, i) }))
+    }
+
     /// `mapassign` followed by the store of `elem`. Returns the previous elem.
     /// On an error the map holds the same entries as before (and `key`, `elem`
     /// are dropped).

@@ -1341,7 +1341,7 @@ fn hash0_draws_on_makemap_clear_and_delete_to_empty() {
     for k in 0..100 {
         h.mapassign(&fl, k, k).unwrap();
     }
-    h.finish_growth(&fl);
+    h.finish_growth(&fl).unwrap();
     assert_eq!((h.b, h.count), (4, 100));
     assert_eq!(used.load(Ordering::SeqCst), 1, "inserts below B=16 draw nothing");
 
@@ -1551,7 +1551,7 @@ fn iteration_start_bucket_and_offset_from_draw() {
             for k in 0..n as i64 {
                 hs.assign(k * 11, k);
             }
-            hs.h.finish_growth(&hs.fl);
+            hs.h.finish_growth(&hs.fl).unwrap();
             assert_eq!(hs.h.b, want_b);
             let r32 = r as u32 as usize;
             let it = hs.h.mapiterinit(&hs.fl);
@@ -1791,7 +1791,7 @@ fn iteration_without_writes_produces_each_key_once() {
         for i in 0..n as u64 {
             hs.assign(Box::<str>::from_idx(i), i as i64);
         }
-        hs.h.finish_growth(&hs.fl);
+        hs.h.finish_growth(&hs.fl).unwrap();
         hs.check_iteration();
         hs.check_iteration();
     }
@@ -1810,7 +1810,7 @@ fn iterator_started_before_growth_walks_across_it() {
             hs.assign(Box::<str>::from_idx(next), next as i64);
             next += 1;
         }
-        hs.h.finish_growth(&hs.fl);
+        hs.h.finish_growth(&hs.fl).unwrap();
         assert_eq!((hs.h.b, hs.h.growing()), (3, false));
         let mut li = hs.start_iter();
         let mut before = 0;
@@ -1991,7 +1991,7 @@ fn old_iterator_reads_retained_keys_after_evacuation() {
     for i in 0..52u64 {
         hs.assign(Box::<str>::from_idx(i + 100), i as i64);
     }
-    hs.h.finish_growth(&hs.fl);
+    hs.h.finish_growth(&hs.fl).unwrap();
     let mut li = hs.start_iter();
     // Grow and finish it completely before the iterator takes a single step:
     // every old slot it reads is evacuated, its key a retained copy.
@@ -2000,7 +2000,7 @@ fn old_iterator_reads_retained_keys_after_evacuation() {
         hs.assign(Box::<str>::from_idx(i), 0);
         i += 1;
     }
-    hs.h.finish_growth(&hs.fl);
+    hs.h.finish_growth(&hs.fl).unwrap();
     assert!(!hs.h.growing());
     // Delete half of the original keys, overwrite some others.
     for j in 0..52u64 {
@@ -2084,7 +2084,7 @@ fn grow_points(go: GoRelease, n: i64) -> Vec<i64> {
             at.push(i);
         }
         if h.growing() {
-            h.finish_growth(&fl);
+            h.finish_growth(&fl).unwrap();
         }
     }
     at
@@ -2152,5 +2152,43 @@ fn release_survives_copy_and_draw_widths_follow_it() {
         let c = h.clone_with(|v| *v);
         assert_eq!(c.go, go);
         assert_eq!(c.fallback_key(), h.fallback_key());
+    }
+}
+
+/// `mapaccess_mut` (read-modify-write in one search): against a std HashMap
+/// through growth, same-size growth and deletes, the elem it returns is the
+/// one later lookups see, and it never finds a missing key.
+#[test]
+fn mapaccess_mut_vs_std() {
+    let fl = FlagWord::new();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut h = HMap::<i64, i64>::makemap(0, hashkey_for(7), FastRand::new(7, None), GoRelease::Go119);
+    let mut model: HashMap<i64, i64> = HashMap::new();
+    for step in 0..60_000 {
+        let k: i64 = rng.random_range(0..4000);
+        match rng.random_range(0..4) {
+            0 | 1 => {
+                let d: i64 = rng.random_range(-5..5);
+                match h.mapaccess_mut(&fl, &k).unwrap() {
+                    Some(v) => {
+                        assert!(model.contains_key(&k), "step {step}: found a missing key {k}");
+                        *v += d;
+                    }
+                    None => {
+                        assert!(!model.contains_key(&k), "step {step}: key {k} not found");
+                        h.mapassign(&fl, k, d).unwrap();
+                    }
+                }
+                *model.entry(k).or_insert(0) += d;
+            }
+            2 => {
+                assert_eq!(h.mapdelete(&fl, &k).unwrap().map(|e| e.1), model.remove(&k));
+            }
+            _ => assert_eq!(h.mapaccess(&fl, &k).unwrap().copied(), model.get(&k).copied()),
+        }
+        assert_eq!(h.count, model.len());
+    }
+    for (k, v) in &model {
+        assert_eq!(h.mapaccess(&fl, k).unwrap(), Some(v));
     }
 }

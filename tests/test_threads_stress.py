@@ -204,8 +204,8 @@ def test_object_keys_python_eq_no_deadlock():
     for i in range(N_THREADS):
         for j in range(per):
             assert m[SlowKey(i + N_THREADS * j)] == (i, 2)
-    for shard in m._shards:
-        check_snapshot(shard.snapshot())
+    for i in range(m.num_shards):
+        check_snapshot(m._shard_snapshot(i))
 
 
 # ---------------------------------------------------------------------------
@@ -214,10 +214,15 @@ def test_object_keys_python_eq_no_deadlock():
 
 
 @pytest.mark.timeout(60)
-def test_sharded_batches_from_8_threads(monkeypatch):
-    import gomap.sharded as sharded_mod
+def test_sharded_batches_from_8_threads():
+    old = gomap._core._sharded_parallel_min_keys(256)  # use several threads
+    try:
+        _batches_from_8_threads()
+    finally:
+        gomap._core._sharded_parallel_min_keys(old)
 
-    monkeypatch.setattr(sharded_mod, "PARALLEL_MIN_KEYS", 256)  # use the pool
+
+def _batches_from_8_threads():
     m = ShardedMap("int64", "int64", shards=8)
     shared = np.arange(-5000, 0, dtype=np.int64)
     m.set_many(shared, shared * 2)

@@ -139,7 +139,7 @@ pub fn copy_buffer<T: BufferElem>(ob: &Bound<'_, PyAny>, what: &str) -> PyResult
 
 /// The `numpy` module, imported once (a batch call on a small array would
 /// otherwise spend a good part of its time in the import machinery).
-fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+pub(crate) fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     static NUMPY: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
     NUMPY
         .get_or_try_init(py, || py.import("numpy").map(Bound::unbind))
@@ -175,7 +175,7 @@ pub fn to_array<T: BufferElem>(py: Python<'_>, data: &[T]) -> PyResult<Py<PyAny>
     Ok(arr.unbind())
 }
 
-fn bool_array(py: Python<'_>, data: &[bool]) -> PyResult<Py<PyAny>> {
+pub(crate) fn bool_array(py: Python<'_>, data: &[bool]) -> PyResult<Py<PyAny>> {
     let np = numpy(py)?;
     // SAFETY: bool is one byte, 0 or 1, which is NumPy's bool layout.
     let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, data.len()) };

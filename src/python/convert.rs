@@ -472,7 +472,8 @@ mod tests {
     #[test]
     fn byte_keys_hash_as_their_bytes() {
         let rand = FastRand::new(1, None);
-        for (seed, hk) in [(0u64, 1u64), (0x1234_5678, 0xdead_beef_0000_0001), (u32::MAX as u64, u64::MAX)] {
+        for (seed, hk0) in [(0u64, 1u64), (0x1234_5678, 0xdead_beef_0000_0001), (u32::MAX as u64, u64::MAX)] {
+            let hk = &crate::hash::FallbackKey::new([hk0, 3, 5, 7], crate::release::GoRelease::Go123);
             for s in ["", "a", "hello, world", "0123456789abcdef0123456789abcdef!", "\u{e9}t\u{e9}"] {
                 let k: Box<str> = s.into();
                 assert_eq!(MapKey::hash(&k, seed, hk, &rand), hash::memhash(k.key_bytes(), seed, hk));

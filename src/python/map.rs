@@ -430,7 +430,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
         }
     }
 
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         let mut result = Ok(());
         self.try_read(|h| {
             h.rand.with_external(|src| {

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod convert;
 pub mod iter;
 pub mod map;
+pub mod sharded;
 pub mod syncmap;
 pub mod views;
 
@@ -72,6 +73,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<views::KeysView>()?;
     m.add_class::<views::ValuesView>()?;
     m.add_class::<views::ItemsView>()?;
+    m.add_class::<sharded::ShardedMap>()?;
+    m.add_function(wrap_pyfunction!(sharded::_sharded_parallel_min_keys, m)?)?;
     m.add("ConcurrentMapError", m.py().get_type::<ConcurrentMapError>())?;
     m.add_function(wrap_pyfunction!(map::_rebuild, m)?)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
