@@ -253,27 +253,6 @@ impl<K, V> Bucket<K, V> {
     }
 }
 
-/// Asks Linux to back a large fresh bucket array (>= 4 MiB) with transparent
-/// huge pages (`MADV_HUGEPAGE`; the kernel's `madvise` mode needs it, `always`
-/// does it anyway): one TLB entry and one page fault per 2 MiB instead of per
-/// 4 KiB, for the random accesses of lookups and the first touches of a grow.
-/// Only a hint: failure is ignored, and the contents are untouched (still zero).
-fn advise_huge_pages(p: *mut u8, len: usize) {
-    #[cfg(target_os = "linux")]
-    if len >= 4 << 20 {
-        const PAGE: usize = 4096;
-        let start = (p as usize).next_multiple_of(PAGE);
-        let end = (p as usize + len) & !(PAGE - 1);
-        if end > start {
-            // SAFETY: [start, end) lies inside the block just allocated, which
-            // we own; MADV_HUGEPAGE changes no contents and no permission.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (p, len);
-}
-
 /// A hint to start loading every cache line of the bucket at `b` (a no-op where
 /// the target has no stable prefetch instruction). Never faults, whatever `b` is.
 #[inline(always)]
@@ -353,7 +332,6 @@ impl<K, V> Table<K, V> {
         // All-zero is a valid empty bucket: tophash EMPTY_REST, uninitialised
         // slots, a null overflow link.
         let p = alloc_zeroed_array::<UnsafeCell<Bucket<K, V>>>(nbuckets)?;
-        advise_huge_pages(p as *mut u8, nbuckets * std::mem::size_of::<Bucket<K, V>>());
         // SAFETY: `p` is a zeroed block from the global allocator with the layout
         // of `[UnsafeCell<Bucket>; nbuckets]`; every field of `Bucket` is valid
         // when zeroed (u8s, MaybeUninit and a raw pointer), and UnsafeCell is
