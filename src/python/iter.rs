@@ -227,12 +227,10 @@ impl<K: PyKey, V: PyVal> IterState for TypedIter<K, V> {
         }
         // SAFETY: `owner` keeps the map, and so `*shared`, alive.
         let shared = unsafe { &*self.shared };
-        // The step may let go of an array (an old one it was walking): keep it
-        // alive until after the claim, so no entry is dropped under it.
-        let keep: [Option<Arc<_>>; 2] = {
-            let mut held = self.it.tables();
-            [held.next().cloned(), held.next().cloned()]
-        };
+        // The step may let go of the old array it was walking (the second one
+        // `tables()` lists; the first, its own array, stays): keep it alive until
+        // after the claim, so no entry is dropped under it.
+        let keep: Option<Arc<_>> = self.it.tables().nth(1).cloned();
         let (it, mode) = (&mut self.it, self.mode);
         let got = shared.read(true, |h, fl| match h.mapiternext(fl, it).map_err(K::raise)? {
             Some((k, v)) => Ok(Some(entry(py, mode, k, v)?)),
