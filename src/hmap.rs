@@ -258,27 +258,6 @@ impl<K, V> Bucket<K, V> {
     }
 }
 
-/// Asks Linux to back a large fresh bucket array (>= 4 MiB) with transparent
-/// huge pages (`MADV_HUGEPAGE`; the kernel's `madvise` mode needs it, `always`
-/// does it anyway): one TLB entry and one page fault per 2 MiB instead of per
-/// 4 KiB, for the random accesses of lookups and the first touches of a grow.
-/// Only a hint: failure is ignored, and the contents are untouched (still zero).
-fn advise_huge_pages(p: *mut u8, len: usize) {
-    #[cfg(target_os = "linux")]
-    if len >= 4 << 20 {
-        const PAGE: usize = 4096;
-        let start = (p as usize).next_multiple_of(PAGE);
-        let end = (p as usize + len) & !(PAGE - 1);
-        if end > start {
-            // SAFETY: [start, end) lies inside the block just allocated, which
-            // we own; MADV_HUGEPAGE changes no contents and no permission.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (p, len);
-}
-
 /// A hint to start loading every cache line of the bucket at `b` (a no-op where
 /// the target has no stable prefetch instruction). Never faults, whatever `b` is.
 #[inline(always)]
@@ -301,6 +280,34 @@ fn prefetch_bucket<K, V>(b: *const Bucket<K, V>) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = b;
+}
+
+/// Lets go of the old array at the end of a grow. Freeing a large array
+/// returns its pages to the OS (munmap), which took ~17 ms of CPU for the
+/// 160 MB array left behind by the grow to 2^21 buckets: the slowest single
+/// insert on the way to 10M entries. So an array of at least 32 MiB (whose
+/// release costs milliseconds) that holds nothing to drop (plain keys and
+/// values: its drop is only deallocation) and that no iterator still holds is
+/// freed on a short-lived helper thread; anything else is dropped here, as
+/// before. The cost: such memory goes back to the OS a moment later than the
+/// insert that ended the grow (a process under a hard address-space limit can
+/// see the old and the next array coexist a little longer).
+fn retire<K: 'static, V: 'static>(t: Option<Arc<Table<K, V>>>) {
+    let Some(t) = t else { return };
+    let big = t.slab.len() * std::mem::size_of::<Bucket<K, V>>() >= 32 << 20;
+    if needs_drop::<K>() || needs_drop::<V>() || !big || Arc::strong_count(&t) != 1 {
+        return; // dropped here
+    }
+    /// The last reference to an array of plain data.
+    struct Plain<K, V>(#[allow(dead_code)] Arc<Table<K, V>>);
+    // SAFETY: K and V have no drop glue (checked above) and this is the only
+    // reference to the table, so the other thread only frees its allocations
+    // (global allocator) and never touches a key or a value.
+    unsafe impl<K, V> Send for Plain<K, V> {}
+    let plain = Plain(t);
+    // If no thread can be started, the closure (and so the array) is dropped
+    // here by `spawn`'s error path.
+    let _ = std::thread::Builder::new().name("gomap-free".into()).spawn(move || drop(plain));
 }
 
 /// `evacuated(b)`.
@@ -358,7 +365,6 @@ impl<K, V> Table<K, V> {
         // All-zero is a valid empty bucket: tophash EMPTY_REST, uninitialised
         // slots, a null overflow link.
         let p = alloc_zeroed_array::<UnsafeCell<Bucket<K, V>>>(nbuckets)?;
-        advise_huge_pages(p as *mut u8, nbuckets * std::mem::size_of::<Bucket<K, V>>());
         // SAFETY: `p` is a zeroed block from the global allocator with the layout
         // of `[UnsafeCell<Bucket>; nbuckets]`; every field of `Bucket` is valid
         // when zeroed (u8s, MaybeUninit and a raw pointer), and UnsafeCell is
@@ -1213,6 +1219,9 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
                 }
             }
         }
+        // Our clone of the old array goes first, so that the end of the grow can
+        // tell whether the map held the last reference (see `retire`).
+        drop(old);
         if oldbucket == self.nevacuate {
             self.advance_evacuation_mark(fl, newbit);
         }
@@ -1232,7 +1241,7 @@ impl<K: MapKey, V: MapValue> HMap<K, V> {
         if self.nevacuate == newbit {
             // Growing is all done. Free old main bucket array (iterators that
             // still walk it hold their own reference).
-            self.oldbuckets = None;
+            retire(self.oldbuckets.take());
             fl.clear(SAME_SIZE_GROW);
         }
     }

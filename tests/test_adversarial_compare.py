@@ -133,3 +133,22 @@ def test_wrong_kinds_are_still_type_errors_on_writes_and_absent_on_membership(go
     assert "x" not in b and b.get("x") is None
     with pytest.raises(TypeError):
         b["x"] = 1
+
+
+def test_surrogate_batch_reads_answer_absent(gomap):
+    pytest.importorskip("numpy")
+    m = gomap.Map("string", "int64")
+    m["x"] = 1
+    m["y"] = 2
+    before = m.snapshot()
+    assert m.contains_many(["x", "\ud800", "y"]).tolist() == [True, False, True]
+    assert m.get_many(["x", "\ud800"], default=-1).tolist() == [1, -1]
+    with pytest.raises(KeyError) as e:
+        m.get_many(["x", "a\udfff"])
+    assert e.value.args == ("a\udfff",)
+    assert m.snapshot() == before
+    assert m.delete_many(["\ud800", "x"]).tolist() == [False, True]
+    assert dict(m.items()) == {"y": 2}
+    with pytest.raises(UnicodeEncodeError):
+        m.set_many(["z", "\ud800"], [1, 2])
+    assert dict(m.items()) == {"y": 2}

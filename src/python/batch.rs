@@ -189,13 +189,20 @@ pub trait Batch: Sized + Send + Sync {
     /// objects inside).
     const DETACHABLE: bool;
     fn collect(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Self>>;
+    /// For lookups: the keys, and the position and object of each key that no
+    /// stored key can equal (a `str` with lone surrogates), which holds a
+    /// placeholder in the Vec and reads as absent.
+    #[allow(clippy::type_complexity)]
+    fn collect_lookup(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<(Vec<Self>, Vec<(usize, Py<PyAny>)>)> {
+        Ok((Self::collect(ob, what)?, Vec::new()))
+    }
     fn array(py: Python<'_>, data: Vec<Self>) -> PyResult<Py<PyAny>>;
 }
 
 fn collect_seq<T>(
     ob: &Bound<'_, PyAny>,
     what: &str,
-    one: impl Fn(&Bound<'_, PyAny>) -> PyResult<T>,
+    mut one: impl FnMut(&Bound<'_, PyAny>) -> PyResult<T>,
 ) -> PyResult<Vec<T>> {
     if ob.is_instance_of::<PyString>() || ob.is_instance_of::<PyBytes>() {
         return Err(PyTypeError::new_err(format!("{what} must be a buffer or a sequence, not a single str/bytes")));
@@ -269,6 +276,19 @@ impl Batch for Box<str> {
     fn collect(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Self>> {
         collect_seq(ob, what, <Box<str> as PyKey>::from_py)
     }
+    fn collect_lookup(ob: &Bound<'_, PyAny>, what: &str) -> PyResult<(Vec<Self>, Vec<(usize, Py<PyAny>)>)> {
+        let mut absent = Vec::new();
+        let mut i = 0;
+        let keys = collect_seq(ob, what, |x| {
+            let k = <Box<str> as PyKey>::from_py_lookup(x)?.unwrap_or_else(|| {
+                absent.push((i, x.clone().unbind()));
+                "".into()
+            });
+            i += 1;
+            Ok(k)
+        })?;
+        Ok((keys, absent))
+    }
     fn array(py: Python<'_>, data: Vec<Self>) -> PyResult<Py<PyAny>> {
         object_array(py, data.iter().map(|k| k.to_py(py)).collect::<PyResult<_>>()?)
     }
@@ -302,6 +322,18 @@ impl Batch for Py<PyAny> {
     fn array(py: Python<'_>, data: Vec<Self>) -> PyResult<Py<PyAny>> {
         object_array(py, data)
     }
+}
+
+/// One flag per key, true where the key reads as absent (empty when none does).
+fn absent_mask(n: usize, absent: &[(usize, Py<PyAny>)]) -> Vec<bool> {
+    let mut mask = Vec::new();
+    if !absent.is_empty() {
+        mask.resize(n, false);
+        for (i, _) in absent {
+            mask[*i] = true;
+        }
+    }
+    mask
 }
 
 /// Runs `f` with the GIL released when the kinds allow it.
@@ -389,7 +421,8 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
         default: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         numpy(py)?;
-        let ks = K::collect(keys, "keys")?;
+        let (ks, absent) = K::collect_lookup(keys, "keys")?;
+        let is_absent = absent_mask(ks.len(), &absent);
         let default = default.map(V::from_py).transpose()?;
         let found: Result<Vec<V>, usize> = run(py, K::DETACHABLE && V::DETACHABLE, || {
             self.read(false, |h, fl| {
@@ -398,7 +431,9 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
                 let mut missing = 0;
                 // Err(None): stop at a missing key without a default.
                 let r = pipelined(h, fl, &ks, |h, i, k, hash| {
-                    match (access(h, fl, k, hash).map_err(Some)?, &default) {
+                    let hit =
+                        if is_absent.get(i) == Some(&true) { None } else { access(h, fl, k, hash).map_err(Some)? };
+                    match (hit, &default) {
                         (Some(v), _) => out.push(v.copy_out()),
                         (None, Some(d)) => out.push(d.copy_out()),
                         (None, None) => {
@@ -417,7 +452,10 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
         })?;
         match found {
             Ok(vals) => V::array(py, vals),
-            Err(i) => Err(PyKeyError::new_err((ks[i].to_py(py)?,))),
+            Err(i) => match absent.iter().find(|(j, _)| *j == i) {
+                Some((_, ob)) => Err(PyKeyError::new_err((ob.clone_ref(py),))),
+                None => Err(PyKeyError::new_err((ks[i].to_py(py)?,))),
+            },
         }
     }
 
@@ -453,12 +491,13 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
 
     pub fn contains_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         numpy(py)?;
-        let ks = K::collect(keys, "keys")?;
+        let (ks, absent) = K::collect_lookup(keys, "keys")?;
+        let is_absent = absent_mask(ks.len(), &absent);
         let found: Vec<bool> = run(py, K::DETACHABLE, || {
             self.read(false, |h, fl| {
                 let mut out = Vec::with_capacity(ks.len());
-                pipelined(h, fl, &ks, |h, _, k, hash| {
-                    out.push(access(h, fl, k, hash)?.is_some());
+                pipelined(h, fl, &ks, |h, i, k, hash| {
+                    out.push(is_absent.get(i) != Some(&true) && access(h, fl, k, hash)?.is_some());
                     Ok::<(), PyErr>(())
                 })?;
                 Ok(out)
@@ -529,7 +568,8 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
 
     pub fn delete_many(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         numpy(py)?;
-        let ks = K::collect(keys, "keys")?;
+        let (ks, absent) = K::collect_lookup(keys, "keys")?;
+        let is_absent = absent_mask(ks.len(), &absent);
         let mut found: Vec<bool> = Vec::new();
         found.try_reserve_exact(ks.len()).map_err(|_| memory_error())?;
         let (found, removed, err) = self.write_detached(py, K::DETACHABLE && V::DETACHABLE, |h, fl| {
@@ -542,6 +582,10 @@ impl<K: PyKey + Batch, V: PyVal + Batch> Shared<K, V> {
                 // (with the hash0 of that moment, which an emptied map redraws).
                 if let Some(next) = ks.get(i + AHEAD).filter(|k| k.pure_lookup()) {
                     h.prefetch(fl, h.key_hash(next));
+                }
+                if is_absent.get(i) == Some(&true) {
+                    found.push(false);
+                    continue;
                 }
                 match h.mapdelete(fl, k) {
                     Ok(r) => {
