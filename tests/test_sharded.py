@@ -740,7 +740,12 @@ def test_bad_get_many_default_and_other_kinds():
     for bad in (["a", b"b"], ["a", 1], ["a", "\ud800"], "ab", np.array([1, 2])):
         for call in (lambda mm: mm.set_many(bad, [0] * len(bad)), lambda mm: mm.delete_many(bad)):
             expect = _err(lambda: call(gomap.Map("string", "int64")))
-            assert expect is not None and _err(lambda: call(s)) == expect
+            if expect is None:
+                # Map.delete_many treats a lone surrogate as an absent key (issue
+                # 9); ShardedMap's batches still refuse the whole batch, unchanged.
+                assert bad == ["a", "\ud800"] and _err(lambda: call(s))[0] is UnicodeEncodeError
+                continue
+            assert _err(lambda: call(s)) == expect
     assert snapshot_state(s) == before
     o = ShardedMap("object", "object", shards=8)
     o.set_many([1, 2], [1, 2])
