@@ -667,47 +667,8 @@ impl Map {
         // bytes) is treated as 0; a smaller one that memory cannot hold is
         // MemoryError, never an abort.
         let hint = hint as usize;
-        let hashkey = match hashkey {
-            None => random_hashkey(),
-            Some(hk) => {
-                let words: Vec<Bound<'_, PyAny>> = hk
-                    .try_iter()
-                    .map_err(|_| PyTypeError::new_err("hashkey must be a sequence of four ints"))?
-                    .collect::<PyResult<_>>()?;
-                if words.len() != 4 {
-                    return Err(PyValueError::new_err(format!("hashkey must have 4 words, not {}", words.len())));
-                }
-                let mut out = [0u64; 4];
-                for (o, w) in out.iter_mut().zip(&words) {
-                    if !w.is_instance_of::<PyInt>() {
-                        return Err(PyTypeError::new_err(format!(
-                            "hashkey words must be ints, not {}",
-                            w.get_type().name()?
-                        )));
-                    }
-                    *o = w.extract::<u64>().map_err(|_| {
-                        PyValueError::new_err(format!(
-                            "hashkey word {} is not in [0, 2**64)",
-                            w.repr().map(|r| r.to_string()).unwrap_or_default()
-                        ))
-                    })?;
-                }
-                out
-            }
-        };
-        let external: Option<Box<dyn ExternalDraws>> = match rand {
-            None => None,
-            Some(r) if r.is_none() => None,
-            Some(r) if r.is_callable() && !r.hasattr("__next__")? => {
-                Some(Box::new(PyDraws { source: r.clone().unbind(), callable: true }))
-            }
-            Some(r) => {
-                let it = r.try_iter().map_err(|_| {
-                    PyTypeError::new_err("rand must be an iterable or a zero-argument callable of ints")
-                })?;
-                Some(Box::new(PyDraws { source: it.into_any().unbind(), callable: false }))
-            }
-        };
+        let hashkey = hashkey_arg(hashkey)?;
+        let external = rand_arg(rand)?;
         let rand = FastRand::from_os(external);
         let inner = construct!(AnyMap, key_kind, value_kind, <K, V> => Shared::new(
             HMap::<K, V>::try_makemap(hint, hashkey, rand, go).map_err(|_| {
