@@ -25,6 +25,10 @@ BUILD = {
     "iterator": 'm = gomap.Map("int64", "object")\n    if head is not None: m[0] = iter(head.items())',
     # a keys view of the next map
     "view": 'm = gomap.Map("string", "object")\n    if head is not None: m["k"] = head.keys()',
+    # a ShardedMap holding the next one as a value (its shards free like Maps)
+    "sharded": 'm = gomap.ShardedMap("int64", "object", shards=1)\n    if head is not None: m[0] = head',
+    # a SyncMap holding the next one as a value
+    "syncmap": 'm = gomap.SyncMap("int64", "object")\n    if head is not None: m.store(0, head)',
     # the chain hangs off an iterator's detached array: the map was cleared after
     # the iterator started, so only the iterator keeps the array (and the next map)
     "detached": (

@@ -458,7 +458,7 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
 
     /// Hands the arrays and the `rand=` source to [`dispose`] (the map is being
     /// deallocated).
-    fn dispose_contents(&mut self) {
+    pub(crate) fn dispose_contents(&mut self) {
         let h = self.h.get_mut();
         let tables = h.take_tables();
         let external = h.rand.drop_external();

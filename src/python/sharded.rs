@@ -1364,6 +1364,18 @@ pub struct ShardedMap {
     num_shards: usize,
 }
 
+impl Drop for ShardedMap {
+    /// Every shard's arrays go through `dispose`, as a `Map`'s do, so a chain
+    /// of nested maps is freed without unbounded recursion.
+    fn drop(&mut self) {
+        dispatch!(AnySharded, &mut self.inner, m => {
+            for shard in m.shards.iter_mut() {
+                shard.map.dispose_contents();
+            }
+        })
+    }
+}
+
 #[pymethods]
 impl ShardedMap {
     #[new]
