@@ -468,19 +468,36 @@ impl<K, V> Table<K, V> {
     /// Nobody writes the table meanwhile (the map's read claim, or a table the
     /// map no longer reaches).
     pub unsafe fn for_each_owned(&self, f: &mut impl FnMut(Option<&K>, Option<&V>)) {
+        // SAFETY: forwarded contract; the slots visited hold what they own.
+        unsafe {
+            self.for_each_owned_slot(|b, i, elem_owned| {
+                f(Some(Bucket::key(b, i)), if elem_owned { Some(Bucket::elem(b, i)) } else { None })
+            })
+        }
+    }
+
+    /// Calls `f(bucket, slot, elem_owned)` on every slot that owns its key: live
+    /// slots (which own their elem too) and, in retained buckets, evacuated slots
+    /// (key only). The one walk behind `Drop` and [`Table::for_each_owned`].
+    ///
+    /// # Safety
+    /// Nobody else writes the table meanwhile; `f` may drop what a slot owns but
+    /// must not touch the tophash bytes or the overflow links.
+    unsafe fn for_each_owned_slot(&self, mut f: impl FnMut(*mut Bucket<K, V>, usize, bool)) {
         for j in 0..self.nbase {
             let retained = self.is_retained(j);
             let mut b = self.bucket(j);
             while !b.is_null() {
-                // SAFETY: live buckets, read-only per the contract; ownership per
-                // tophash as documented on `Table`.
+                // SAFETY: live buckets of this table, per the contract; chains only
+                // link buckets this table owns; ownership per tophash as
+                // documented on `Table`.
                 unsafe {
                     for i in 0..BUCKET_CNT {
                         let top = (*b).tophash[i];
                         if top >= MIN_TOP_HASH {
-                            f(Some(Bucket::key(b, i)), Some(Bucket::elem(b, i)));
+                            f(b, i, true);
                         } else if retained && (top == EVACUATED_X || top == EVACUATED_Y) {
-                            f(Some(Bucket::key(b, i)), None);
+                            f(b, i, false);
                         }
                     }
                     b = Bucket::overflow(b);
@@ -495,25 +512,15 @@ impl<K, V> Drop for Table<K, V> {
         if !needs_drop::<K>() && !needs_drop::<V>() {
             return;
         }
-        for head in 0..self.nbase {
-            let retained = self.is_retained(head);
-            let mut b = self.bucket(head);
-            while !b.is_null() {
-                // SAFETY: `&mut self` gives exclusive access; chains only link
-                // buckets owned by this table.
-                unsafe {
-                    for i in 0..BUCKET_CNT {
-                        let top = (*b).tophash[i];
-                        if top >= MIN_TOP_HASH {
-                            ptr::drop_in_place(Bucket::key_ptr(b, i));
-                            ptr::drop_in_place(Bucket::elem_ptr(b, i));
-                        } else if retained && (top == EVACUATED_X || top == EVACUATED_Y) {
-                            ptr::drop_in_place(Bucket::key_ptr(b, i));
-                        }
-                    }
-                    b = Bucket::overflow(b);
+        // SAFETY: `&mut self` gives exclusive access; each owned key and elem is
+        // dropped exactly once, and the walk reads only tophash bytes and links.
+        unsafe {
+            self.for_each_owned_slot(|b, i, elem_owned| {
+                ptr::drop_in_place(Bucket::key_ptr(b, i));
+                if elem_owned {
+                    ptr::drop_in_place(Bucket::elem_ptr(b, i));
                 }
-            }
+            })
         }
     }
 }
