@@ -120,6 +120,35 @@ impl<K: PyKey, V: PyVal> Shared<K, V> {
         f(unsafe { &mut *self.h.get() }, &self.flags)
     }
 
+    /// Runs `f` on the map with no claim of its own: for a caller whose own
+    /// lock already excludes every write (ShardedMap's shard mutex, held around
+    /// every access to a shard's map), where counting a reader would only add
+    /// two locked instructions to each lookup.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a lock that every access to this map, read or write,
+    /// also holds, and no write runs under it until `f` returns (a call nested
+    /// in `f` under the same lock may only read).
+    #[inline]
+    pub unsafe fn read_excluded<R>(&self, f: impl FnOnce(&HMap<K, V>, &FlagWord) -> R) -> R {
+        // SAFETY: no write can run while the caller's lock is held (contract).
+        f(unsafe { &*self.h.get() }, &self.flags)
+    }
+
+    /// Runs `f` on the map mutably with no claim of its own (see
+    /// [`Shared::read_excluded`]).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a lock that every access to this map also holds, and
+    /// nothing else, not even a nested read, touches the map until `f` returns.
+    #[inline]
+    pub unsafe fn write_excluded<R>(&self, f: impl FnOnce(&mut HMap<K, V>, &FlagWord) -> R) -> R {
+        // SAFETY: the caller's lock gives this call the only access (contract).
+        f(unsafe { &mut *self.h.get() }, &self.flags)
+    }
+
     /// Runs `f` as a read made while attached to the interpreter.
     ///
     /// On GIL builds this counts no reader, so it costs no atomic

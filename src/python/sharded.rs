@@ -28,8 +28,12 @@
 //!   unlock; entries are copied out (integers copied, objects incref'd) and
 //!   turned into tuples and lists only after it. Objects converted from the
 //!   caller's arguments may be dropped anywhere: the caller still owns them.
-//! * Inside a shard the `HMap` is also guarded by its flag word (`Shared`), so a
-//!   permitted nested lookup and the outer operation obey Map's exact rules.
+//! * Every access to a shard's `HMap` holds the shard's mutex (the GC's
+//!   `__traverse__` and `__clear__` only `try_lock` it), and a shard held for
+//!   writing refuses every nested call, so the mutex alone excludes writers:
+//!   the map's flag-word claims, which a plain `Map` needs because it has no
+//!   lock, are not taken (`Shard::read`/`Shard::write`), saving two locked
+//!   instructions per lookup and one per write.
 //! * `len` is an atomic total that every write updates while it holds its shard
 //!   lock: it is exact without taking any lock.
 
@@ -348,6 +352,29 @@ impl<K, V> Shard<K, V> {
     }
 }
 
+impl<K: PyKey, V: PyVal> Shard<K, V> {
+    /// Reads the shard's map; the caller holds the shard (any mode).
+    #[inline]
+    fn read<R>(&self, f: impl FnOnce(&HMap<K, V>, &FlagWord) -> PyResult<R>) -> PyResult<R> {
+        debug_assert!(self.raw.is_locked());
+        // SAFETY: every access to a shard's map holds its mutex (module docs),
+        // which this thread holds; a nested call from `f` into this shard is
+        // let through only as a lookup inside a lookup (`Shard::lock`).
+        unsafe { self.map.read_excluded(f) }
+    }
+
+    /// Writes the shard's map; the caller holds the shard for `WRITING` (or,
+    /// in `gc_clear`, locked it with no Python code to run).
+    #[inline]
+    fn write<R>(&self, f: impl FnOnce(&mut HMap<K, V>, &FlagWord) -> PyResult<R>) -> PyResult<R> {
+        debug_assert!(self.raw.is_locked());
+        // SAFETY: every access to a shard's map holds its mutex, which this
+        // thread holds; a shard held for `WRITING` refuses every nested call
+        // (`Shard::lock`), so nothing else touches the map until `f` returns.
+        unsafe { self.map.write_excluded(f) }
+    }
+}
+
 /// Below this many keys a batch runs in the calling thread; settable for tests
 /// through `gomap._core._sharded_parallel_min_keys`.
 static PARALLEL_MIN_KEYS: AtomicUsize = AtomicUsize::new(16384);
@@ -417,19 +444,19 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
     /// Runs `f` on shard `i` held for `mode`; whatever `f` returns is dropped by
     /// the caller, after the unlock.
     #[inline]
-    fn with<R>(&self, py: Python<'_>, i: usize, mode: u8, f: impl FnOnce(&Shared<K, V>) -> PyResult<R>) -> PyResult<R> {
+    fn with<R>(&self, py: Python<'_>, i: usize, mode: u8, f: impl FnOnce(&Shard<K, V>) -> PyResult<R>) -> PyResult<R> {
         let shard = &self.shards[i];
         let me = this_thread();
         // SAFETY: `me` is this thread's live thread-local.
         let guard = shard.lock(py, mode, me, unsafe { (*me).get() } == 0)?;
-        let r = f(&shard.map);
+        let r = f(shard);
         drop(guard);
         r
     }
 
     /// A write on a held shard, keeping the atomic total in step.
     #[inline]
-    fn write<R>(&self, s: &Shared<K, V>, f: impl FnOnce(&mut HMap<K, V>, &FlagWord) -> PyResult<R>) -> PyResult<R> {
+    fn write<R>(&self, s: &Shard<K, V>, f: impl FnOnce(&mut HMap<K, V>, &FlagWord) -> PyResult<R>) -> PyResult<R> {
         s.write(|h, fl| {
             let before = h.count;
             let r = f(h, fl);
@@ -474,7 +501,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
 
     fn lookup(&self, py: Python<'_>, k: &K) -> PyResult<Option<V>> {
         self.with(py, self.index(k), READING, |s| {
-            s.read(false, |h, fl| Ok(h.mapaccess(fl, k).map_err(K::raise)?.map(PyVal::copy_out)))
+            s.read(|h, fl| Ok(h.mapaccess(fl, k).map_err(K::raise)?.map(PyVal::copy_out)))
         })
     }
 
@@ -496,7 +523,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
     fn contains(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let Some(k) = Self::read_key(py, key)? else { return Ok(false) };
         let i = self.index(&k);
-        self.with(py, i, READING, |s| s.read(false, |h, fl| Ok(h.mapaccess(fl, &k).map_err(K::raise)?.is_some())))
+        self.with(py, i, READING, |s| s.read(|h, fl| Ok(h.mapaccess(fl, &k).map_err(K::raise)?.is_some())))
     }
 
     fn set(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -604,7 +631,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         self.with(py, i, WRITING, |s| {
             // The comparison runs under a read claim only: a value's __eq__ may
             // look the map up; the shard's WRITING mode refuses everything else.
-            let equal = s.read(false, |h, fl| Self::current_equals(h, fl, py, &k, old))?;
+            let equal = s.read(|h, fl| Self::current_equals(h, fl, py, &k, old))?;
             if !equal {
                 return Ok((false, None));
             }
@@ -621,7 +648,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         let k = K::from_py(key)?;
         let i = self.index(&k);
         self.with(py, i, WRITING, |s| {
-            let equal = s.read(false, |h, fl| Self::current_equals(h, fl, py, &k, old))?;
+            let equal = s.read(|h, fl| Self::current_equals(h, fl, py, &k, old))?;
             if !equal {
                 return Ok(None);
             }
@@ -640,7 +667,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         let i = self.index(&k);
         loop {
             let seen = self.with(py, i, READING, |s| {
-                s.read(false, |h, fl| Ok(h.mapaccess(fl, &k).map_err(K::raise)?.map(PyVal::copy_out)))
+                s.read(|h, fl| Ok(h.mapaccess(fl, &k).map_err(K::raise)?.map(PyVal::copy_out)))
             })?;
             let arg = match (&seen, default) {
                 (Some(v), _) => v.to_py(py)?,
@@ -717,7 +744,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
     /// A shard's entries copied out under its lock (objects incref'd).
     fn shard_entries(&self, py: Python<'_>, i: usize) -> PyResult<Vec<(K, V)>> {
         self.with(py, i, READING, |s| {
-            s.read(false, |h, fl| {
+            s.read(|h, fl| {
                 let mut out = Vec::with_capacity(h.count);
                 let mut it = h.mapiterinit_nodraw();
                 while let Some((k, v)) = h.mapiternext(fl, &mut it).map_err(K::raise)? {
@@ -784,7 +811,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         let mut dropped = Vec::with_capacity(self.shards.len());
         let mut err = None;
         for s in self.shards.iter() {
-            match self.write(&s.map, |h, fl| Ok(h.mapclear(fl))) {
+            match self.write(s, |h, fl| Ok(h.mapclear(fl))) {
                 Ok(d) => dropped.push(d),
                 Err(e) => {
                     err = Some(e);
@@ -812,9 +839,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         let copies = self
             .shards
             .iter()
-            .map(|s| {
-                s.map.read(false, |h, fl| Ok((h.clone_with(PyVal::copy_out), fl.go_flags() as u32 & SAME_SIZE_GROW)))
-            })
+            .map(|s| s.read(|h, fl| Ok((h.clone_with(PyVal::copy_out), fl.go_flags() as u32 & SAME_SIZE_GROW))))
             .collect();
         drop(guards);
         copies
@@ -842,7 +867,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let guards = self.lock_all(py, READING)?;
         let per: PyResult<Vec<(Stats, bool)>> =
-            self.shards.iter().map(|s| s.map.read(false, |h, fl| Ok((h.stats(), fl.has(SAME_SIZE_GROW))))).collect();
+            self.shards.iter().map(|s| s.read(|h, fl| Ok((h.stats(), fl.has(SAME_SIZE_GROW))))).collect();
         drop(guards);
         let per = per?;
         let shards = PyList::empty(py);
@@ -896,7 +921,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
     /// Go's snapshot of a copy of shard `i` (for tests and inspection).
     fn shard_snapshot<'py>(&self, py: Python<'py>, i: usize) -> PyResult<Bound<'py, PyDict>> {
         let (h, flags) = self.with(py, i, READING, |s| {
-            s.read(false, |h, fl| Ok((h.clone_with(PyVal::copy_out), fl.go_flags() as u32 & SAME_SIZE_GROW)))
+            s.read(|h, fl| Ok((h.clone_with(PyVal::copy_out), fl.go_flags() as u32 & SAME_SIZE_GROW)))
         })?;
         let copy = Shared::new(h);
         copy.flags.set(flags);
@@ -928,16 +953,16 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         mode: u8,
         prelocked: bool,
         jobs: Jobs<P>,
-        work: impl Fn(&Shared<K, V>, P) -> PyResult<T> + Sync,
+        work: impl Fn(&Shard<K, V>, P) -> PyResult<T> + Sync,
     ) -> PyResult<Vec<(usize, PyResult<T>)>> {
         let may_wait = held() == 0 || prelocked;
         let threads = threads.unwrap_or_else(default_threads).min(jobs.len()).max(1);
         let one = |s: usize, p: P| -> PyResult<T> {
             if prelocked {
-                work(&self.shards[s].map, p)
+                work(&self.shards[s], p)
             } else {
                 let g = self.shards[s].lock_detached(mode);
-                let r = work(&self.shards[s].map, p);
+                let r = work(&self.shards[s], p);
                 drop(g);
                 r
             }
@@ -974,11 +999,11 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         let mut out = Vec::with_capacity(jobs.len());
         for (s, p) in jobs {
             let r = if prelocked {
-                work(&self.shards[s].map, p)
+                work(&self.shards[s], p)
             } else {
                 match self.shards[s].lock(py, mode, this_thread(), may_wait) {
                     Ok(g) => {
-                        let r = work(&self.shards[s].map, p);
+                        let r = work(&self.shards[s], p);
                         drop(g);
                         r
                     }
@@ -1004,7 +1029,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         let jobs = self.group(&ks);
         let results =
             self.run(py, K::DETACHABLE && V::DETACHABLE, threads, n, READING, false, jobs, |s, pos: Vec<u32>| {
-                s.read(false, |h, fl| {
+                s.read(|h, fl| {
                     let mut vals = Vec::with_capacity(pos.len());
                     for &p in &pos {
                         match (h.mapaccess(fl, &ks[p as usize]).map_err(K::raise)?, &default) {
@@ -1040,7 +1065,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         let n = ks.len();
         let jobs = self.group(&ks);
         let results = self.run(py, K::DETACHABLE, threads, n, READING, false, jobs, |s, pos: Vec<u32>| {
-            s.read(false, |h, fl| {
+            s.read(|h, fl| {
                 let found = pos
                     .iter()
                     .map(|&p| Ok(h.mapaccess(fl, &ks[p as usize]).map_err(K::raise)?.is_some()))
@@ -1284,7 +1309,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
                 match r {
                     Ok((mut done, _)) => {
                         if done.applied > 0 {
-                            if let Err(e) = self.write(&self.shards[s].map, |h, fl| undo(h, fl, &mut done)) {
+                            if let Err(e) = self.write(&self.shards[s], |h, fl| undo(h, fl, &mut done)) {
                                 rest.push(e);
                             }
                         }
@@ -1327,7 +1352,7 @@ impl<K: SKey, V: ShardVal> Sharded<K, V> {
         let mut dropped = Vec::new();
         for s in self.shards.iter() {
             if s.raw.try_lock() {
-                if let Ok(d) = self.write(&s.map, |h, fl| Ok((h.reset_tables(fl), h.rand.drop_external()))) {
+                if let Ok(d) = self.write(s, |h, fl| Ok((h.reset_tables(fl), h.rand.drop_external()))) {
                     dropped.push(d);
                 }
                 // SAFETY: locked just above by this thread.
