@@ -41,6 +41,7 @@
 //!   with no lock held, except for `compare_and_swap` of a key only the dirty map
 //!   has, which compares under the mutex as Go does.
 
+use super::published::Published;
 use crate::flags::FlagWord;
 use crate::hash::FallbackKey;
 use crate::hash::{C0, C1};
@@ -50,7 +51,7 @@ use crate::python::convert::{PyKey, PyVal};
 use crate::python::ConcurrentMapError;
 use crate::rand::{ExternalDraws, FastRand};
 use crate::release::GoRelease;
-use arc_swap::{ArcSwap, ArcSwapOption, Guard};
+use arc_swap::Guard;
 use parking_lot::lock_api::RawMutex as _;
 use parking_lot::RawMutex;
 use pyo3::prelude::*;
@@ -105,7 +106,7 @@ pub type P<V> = Option<Arc<Slot<V>>>;
 
 /// Go's `entry`.
 pub struct Entry<V> {
-    p: ArcSwapOption<Slot<V>>,
+    p: Published<P<V>>,
 }
 
 impl<V: Send + Sync + 'static> MapValue for Arc<Entry<V>> {
@@ -136,7 +137,11 @@ pub enum LoadOrStore<V> {
 impl<V> Entry<V> {
     /// `newEntry(i)`.
     pub fn new(v: Arc<Slot<V>>) -> Entry<V> {
-        Entry { p: ArcSwapOption::new(Some(v)) }
+        Entry::with(Some(v))
+    }
+
+    fn with(p: P<V>) -> Entry<V> {
+        Entry { p: Published::new(p) }
     }
 
     /// `e.load()`, for a caller that does something with the value while the
@@ -363,7 +368,7 @@ impl Drop for MuGuard<'_> {
 
 /// Go's `sync.Map` for one key kind and value kind.
 pub struct SyncCore<K: 'static, V: 'static> {
-    pub read: ArcSwap<ReadOnly<K, V>>,
+    pub read: Published<Arc<ReadOnly<K, V>>>,
     mu: RawMutex,
     /// The thread token of the thread holding `mu` (0: none).
     owner: AtomicUsize,
@@ -410,7 +415,7 @@ pub type Lookup<'m, V> = Option<&'m Arc<Entry<V>>>;
 impl<K: PyKey, V: PyVal> SyncCore<K, V> {
     pub fn new(hashkey: [u64; 4], external: Option<Box<dyn ExternalDraws>>) -> Self {
         SyncCore {
-            read: ArcSwap::from_pointee(ReadOnly { m: None, amended: false }),
+            read: Published::new(Arc::new(ReadOnly { m: None, amended: false })),
             mu: RawMutex::INIT,
             owner: AtomicUsize::new(0),
             st: UnsafeCell::new(Locked { dirty: None, misses: 0 }),
@@ -440,7 +445,7 @@ impl<K: PyKey, V: PyVal> SyncCore<K, V> {
                     .or_insert_with(|| {
                         let p = e.p.load_full();
                         let p = if is_expunged(&p) { Some(new.expunged.clone()) } else { p };
-                        Arc::new(Entry { p: ArcSwapOption::new(p) })
+                        Arc::new(Entry::with(p))
                     })
                     .clone()
             };
@@ -454,7 +459,7 @@ impl<K: PyKey, V: PyVal> SyncCore<K, V> {
             let r = ReadOnly { m: read.m.as_deref().map(|g| Arc::new(clone_map(g))), amended: read.amended };
             (r, st.dirty.as_ref().map(clone_map), st.misses)
         })?;
-        new.read.store(Arc::new(read));
+        drop(new.read.swap(Arc::new(read)));
         // SAFETY: `new` is not shared yet.
         unsafe { *new.st.get() = Locked { dirty, misses } };
         Ok(new)
@@ -628,7 +633,25 @@ impl<K: PyKey, V: PyVal> SyncCore<K, V> {
     /// `Load`.
     pub fn load(&self, py: Python<'_>, key: &Iface<K>) -> PyResult<Option<Py<PyAny>>> {
         {
-            let read = self.read.load();
+            // A pure key (hashed and compared in Rust) on a GIL build peeks at
+            // the read map; an `object` key's `==` may run anything, so its
+            // lookup holds a guard.
+            #[cfg(not(Py_GIL_DISABLED))]
+            // SAFETY: attached (`py`), and until the value is referenced nothing
+            // runs Python code or releases an object: the key is pure, the read
+            // map is never written once published, and `load_py` only makes an
+            // untracked object or increfs one.
+            let peeked = key.0.pure_lookup().then(|| unsafe { &*self.read.peek(py) });
+            #[cfg(Py_GIL_DISABLED)]
+            let peeked: Option<&ReadOnly<K, V>> = None;
+            let guard;
+            let read = match peeked {
+                Some(r) => r,
+                None => {
+                    guard = self.read.load();
+                    &**guard
+                }
+            };
             match self.access(read.m.as_deref(), key)? {
                 Some(e) => return load_py(py, e),
                 None if !read.amended => return Ok(None),
@@ -878,7 +901,17 @@ impl<K: PyKey, V: PyVal> SyncCore<K, V> {
 /// A value loaded from an entry, as Python (`None`: nil or expunged).
 #[inline]
 pub fn load_py<V: PyVal>(py: Python<'_>, e: &Entry<V>) -> PyResult<Option<Py<PyAny>>> {
-    match e.load().as_deref() {
+    // On GIL builds `entry.p` is peeked: from the peek to the end of `to_py`
+    // (an int or a float made, or an object incref'd) nothing runs Python code
+    // or releases an object, and the caller keeps `e` alive.
+    #[cfg(not(Py_GIL_DISABLED))]
+    // SAFETY: attached (`py`), and see above.
+    let slot = unsafe { e.p.peek(py).as_ref() };
+    #[cfg(Py_GIL_DISABLED)]
+    let guard = e.load();
+    #[cfg(Py_GIL_DISABLED)]
+    let slot = guard.as_deref();
+    match slot {
         Some(Slot::Val(v)) => Ok(Some(v.to_py(py)?)),
         _ => Ok(None),
     }

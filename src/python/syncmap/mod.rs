@@ -4,6 +4,7 @@
 //! pickling, the mapping mixins).
 
 pub mod engine;
+mod published;
 
 use super::anymap::{construct, dispatch, engine_enum};
 use super::convert::{PyKey, PyVal};
