@@ -23,6 +23,8 @@
 //! * Loads are lock-free: one atomic load of `read` (arc-swap), a lookup in an
 //!   immutable hmap, one atomic load of `entry.p` (arc-swap again: a storer that
 //!   replaces a value while a loader reads it can never free it under the loader).
+//!   On GIL builds a load whose key hashes and compares in Rust reads both cells
+//!   through plain mirrors instead, with no guard (see `published.rs`).
 //! * `mu` is a real mutex (parking_lot). A thread that must wait for it detaches
 //!   from the interpreter while it waits, so a holder that needs the GIL (or a
 //!   stop-the-world GC on free-threaded builds) can always proceed. The holder's
