@@ -125,7 +125,10 @@ impl<K: Key> Map<K> for Core<K> {
     }
     #[inline]
     fn insert(&mut self, k: K, v: i64) {
-        let Ok(_) = self.h.mapassign(&self.fl, k, v);
+        // The only error of an integer or string key is an allocation failure.
+        if self.h.mapassign(&self.fl, k, v).is_err() {
+            panic!("core bench: out of memory");
+        }
     }
     #[inline]
     fn get(&self, k: &K) -> Option<i64> {
@@ -134,7 +137,9 @@ impl<K: Key> Map<K> for Core<K> {
     }
     #[inline]
     fn remove(&mut self, k: &K) {
-        let Ok(_) = self.h.mapdelete(&self.fl, k);
+        if self.h.mapdelete(&self.fl, k).is_err() {
+            panic!("core bench: out of memory");
+        }
     }
     fn fold(&self) -> i64 {
         let mut s = 0i64;
