@@ -45,6 +45,11 @@ bench:  ## run every benchmark (+ criterion) and write BENCHMARKS.md and benches
 
 .PHONY: bench
 
+bench-core-go: go  ## the Rust core against Go 1.19's map, runs alternated (a few minutes)
+	$(PY) benches/core_vs_go.py
+
+.PHONY: bench-core-go
+
 miri:  ## run the small owned-key engine test under Miri (needs nightly with the miri component)
 	MIRIFLAGS=-Zmiri-disable-isolation cargo +nightly miri test --test rust_core -- miri_smoke
 
