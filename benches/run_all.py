@@ -37,6 +37,8 @@ ROOT = os.path.dirname(HERE)
 RES = os.path.join(HERE, "results")  # --quick: results/quick (see main)
 # Where the report and its plot go: the tracked files, except for --quick runs.
 REPORT = os.path.join(ROOT, "BENCHMARKS.md")
+# BENCHMARKS.md from this line on is not written by this script, and kept as is.
+KEEP = "<!-- Sections below: written from their own scripts' runs; run_all.py keeps them. -->"
 PLOT = os.path.join(HERE, "get_hit.png")
 PLOT_LINK = "benches/get_hit.png"  # the plot, relative to the report
 STEPS = ["pytest", "memory", "tail", "sweep", "rust", "go"]
@@ -340,8 +342,16 @@ def report(a, meta):
     notes = os.path.join(HERE, "NOTES.md")
     if os.path.exists(notes):
         w(open(notes).read().strip() + "\n")
+    # The sections after KEEP come from scripts with their own interleaved runs
+    # (peers.py, bench_concurrency.py, bench_syncmap.py, core_vs_go.py): kept.
+    kept = ""
+    if os.path.exists(REPORT):
+        with open(REPORT) as f:
+            old = f.read()
+        if KEEP in old:
+            kept = "\n" + old[old.index(KEEP):]
     with open(REPORT, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines) + "\n" + kept)
     print(f"wrote {os.path.relpath(REPORT, ROOT)}")
 
 
