@@ -24,6 +24,15 @@ thread_local! {
     static REPR_ACTIVE: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
 }
 
+/// Go's comma-ok result as Python: `(value, True)`, or `(None, False)` when
+/// there is no value (`v, ok := m.Load(k)`, `Swap`'s `previous, loaded`).
+pub(crate) fn value_ok(py: Python<'_>, v: Option<Py<PyAny>>) -> (Py<PyAny>, bool) {
+    match v {
+        Some(v) => (v, true),
+        None => (py.None(), false),
+    }
+}
+
 /// Guards `repr` against a map that contains itself (as `Py_ReprEnter`).
 pub(crate) fn repr_enter(id: usize) -> bool {
     REPR_ACTIVE.with(|s| s.borrow_mut().insert(id))

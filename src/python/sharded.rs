@@ -41,7 +41,7 @@ use super::anymap::{construct, dispatch, engine_enum};
 use super::batch::{bool_array, copy_buffer, numpy, Batch};
 use super::convert::{ObjKey, PyKey, PyVal};
 use super::map::{kind_name, random_hashkey, Shared};
-use super::ConcurrentMapError;
+use super::{value_ok, ConcurrentMapError};
 use crate::flags::{FlagWord, SAME_SIZE_GROW};
 use crate::hash::FallbackKey;
 use crate::hmap::{HMap, Stats};
@@ -1566,10 +1566,7 @@ impl ShardedMap {
     fn swap(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<(Py<PyAny>, bool)> {
         let old =
             dispatch!(AnySharded, &self.inner, m => m.swap(py, key, value)?.map(|v| PyVal::to_py(&v, py)).transpose())?;
-        Ok(match old {
-            Some(v) => (v, true),
-            None => (py.None(), false),
-        })
+        Ok(value_ok(py, old))
     }
 
     /// Stores `new` if the current value `== old` (Python `==`; NaN never

@@ -9,6 +9,7 @@ mod published;
 use super::anymap::{construct, dispatch, engine_enum};
 use super::convert::{PyKey, PyVal};
 use super::map::{hashkey_arg, kind_name, rand_arg, PyDraws};
+use super::value_ok;
 use crate::kinds::MapKey;
 use engine::{load_py, slot_py, Entry, GoMap, Iface, Slot, SyncCore};
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyTypeError, PyUnicodeEncodeError};
@@ -450,10 +451,7 @@ impl SyncMap {
     /// Go's `Load`: `(value, True)`, or `(None, False)` if the key is absent.
     /// Lock-free when the key is in the read map.
     fn load(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<(Py<PyAny>, bool)> {
-        Ok(match dispatch!(AnySync, &self.inner, m => m.py_load(py, key))? {
-            Some(v) => (v, true),
-            None => (py.None(), false),
-        })
+        Ok(value_ok(py, dispatch!(AnySync, &self.inner, m => m.py_load(py, key))?))
     }
 
     /// Go's `Store`: sets the value for a key.
@@ -475,10 +473,7 @@ impl SyncMap {
     /// Go's `LoadAndDelete`: deletes the key, returning `(previous, True)`, or
     /// `(None, False)` if it was absent.
     fn load_and_delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<(Py<PyAny>, bool)> {
-        Ok(match dispatch!(AnySync, &self.inner, m => m.py_load_and_delete(py, key))? {
-            Some(v) => (v, true),
-            None => (py.None(), false),
-        })
+        Ok(value_ok(py, dispatch!(AnySync, &self.inner, m => m.py_load_and_delete(py, key))?))
     }
 
     /// Go's `Delete`: no error when the key is absent.
@@ -489,10 +484,7 @@ impl SyncMap {
     /// Go's `Swap` (Go 1.20): stores `value`, returning `(previous, True)`, or
     /// `(None, False)` if the key was absent.
     fn swap(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<(Py<PyAny>, bool)> {
-        Ok(match dispatch!(AnySync, &self.inner, m => m.py_swap(py, key, value))? {
-            Some(v) => (v, true),
-            None => (py.None(), false),
-        })
+        Ok(value_ok(py, dispatch!(AnySync, &self.inner, m => m.py_swap(py, key, value))?))
     }
 
     /// Go's `CompareAndSwap` (Go 1.20): stores `new` if the current value
