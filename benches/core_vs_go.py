@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from run_all import last_json  # benches/ is on sys.path when this runs as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = ("insert", "hit", "miss", "delete", "iterate")
 KINDS = ("int64", "string")
@@ -43,13 +45,6 @@ def build_rust() -> str:
 def build_go(dest: Path) -> str:
     subprocess.run(["go", "build", "-o", str(dest), "."], cwd=ROOT / "benches" / "go", check=True)
     return str(dest)
-
-
-def last_json(text: str) -> dict:
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise ValueError("no JSON line in:\n" + text)
 
 
 def run_rust(exe: str, n: int) -> dict:
