@@ -224,6 +224,53 @@ def test_gc_collects_cycles_through_read_and_dirty():
     assert all(r() is None for r in refs)
 
 
+def test_load_results_held_by_the_caller_are_never_refilled():
+    # load's tuple is refilled only when nobody else holds it (dict's items
+    # iterator trick): results kept by the caller keep their values.
+    m = SyncMap("int64", "int64")
+    m.store(1, 10)
+    m.store(2, 20)
+    promoted(m)
+    first = m.load(1)
+    second = m.load(2)
+    missing = m.load(3)
+    got = m.load_or_store(4, 40)
+    assert (first, second, missing, got) == ((10, True), (20, True), (None, False), (40, False))
+    assert [m.load(k) for k in (1, 2, 3, 4)] == [(10, True), (20, True), (None, False), (40, True)]
+    assert m.load_or_store(1, 0) == (10, True)
+
+
+def test_gc_collects_a_cycle_through_the_last_load_result():
+    m = SyncMap()
+    m["self"] = [m]
+    promoted(m)
+    m.load("self")  # the refilled tuple now holds [m]
+    del m["self"]
+    ref = weakref.ref(m)
+    del m
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_finalizer_run_by_refilling_the_result_may_load_again():
+    # Refilling releases the previous value: its __del__ runs Python code,
+    # which loads from the same map while the refilled tuple is on its way out.
+    m = SyncMap()
+    seen = []
+
+    class Loads:
+        def __del__(self):
+            seen.append(m.load("k"))
+
+    m["k"] = Loads()
+    promoted(m)
+    m.load("k")  # the tuple now holds the only other reference to the value
+    m["k"] = "plain"
+    got = m.load("k")  # refilled: the old value's __del__ runs here
+    assert got == ("plain", True)
+    assert seen == [("plain", True)]
+
+
 class Finalizer:
     """A value whose finalizer writes to the map it was stored in."""
 

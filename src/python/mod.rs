@@ -33,6 +33,105 @@ pub(crate) fn value_ok(py: Python<'_>, v: Option<Py<PyAny>>) -> (Py<PyAny>, bool
     }
 }
 
+/// A `(value, ok)` result tuple refilled in place when nobody else holds it,
+/// as dict's items iterator refills its tuple: `v, ok = m.load(k)` in a loop
+/// then makes no tuple (on a 10k-key `SyncMap`, allocating, untracking and
+/// freeing one is about a tenth of a `load`). The tuple keeps the last result's
+/// value alive until the next call, as dict's iterator does; the owner's
+/// `__traverse__`/`__clear__` pass it on to the GC.
+///
+/// Free-threaded builds keep nothing and make a new tuple every time: with no
+/// GIL, another thread could take a reference between the refcount check and
+/// the refill.
+pub(crate) struct ResultTuple {
+    /// The last tuple handed out.
+    #[cfg(not(Py_GIL_DISABLED))]
+    last: std::cell::UnsafeCell<Option<Py<pyo3::types::PyTuple>>>,
+}
+
+// SAFETY: on GIL builds `last` is only touched attached — holding the GIL, so
+// by one thread at a time — and no reference into it lives across Python code.
+#[cfg(not(Py_GIL_DISABLED))]
+unsafe impl Sync for ResultTuple {}
+
+impl ResultTuple {
+    pub(crate) fn new() -> Self {
+        ResultTuple {
+            #[cfg(not(Py_GIL_DISABLED))]
+            last: std::cell::UnsafeCell::new(None),
+        }
+    }
+
+    /// `(a, b)` as a tuple: the last one refilled if only `self` holds it.
+    pub(crate) fn make<'py>(
+        &self,
+        py: Python<'py>,
+        a: Py<PyAny>,
+        b: bool,
+    ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+        let flag = pyo3::types::PyBool::new(py, b).to_owned().into_any().unbind();
+        #[cfg(not(Py_GIL_DISABLED))]
+        {
+            use pyo3::ffi;
+            // SAFETY: attached on a GIL build (see `Sync`); the pointer is read
+            // and no reference into `last` is kept.
+            let last = unsafe { (*self.last.get()).as_ref().map(|t| t.as_ptr()) };
+            if let Some(p) = last {
+                // SAFETY: attached, so no other thread runs Python code. A
+                // refcount of 1 is `self`'s own reference: nobody can see the
+                // tuple, so refilling it is unobservable. SET_ITEM steals the
+                // new references. The GC may have untracked the tuple (it
+                // untracks tuples of atomic objects); it is tracked again, as
+                // dict does, since it may now hold a container. The caller's
+                // reference is taken before the old items are released: their
+                // release may run Python code (a `__del__`) that comes back
+                // here, sees a refcount of 2 and makes a new tuple.
+                unsafe {
+                    if ffi::Py_REFCNT(p) == 1 {
+                        let old = [ffi::PyTuple_GET_ITEM(p, 0), ffi::PyTuple_GET_ITEM(p, 1)];
+                        ffi::PyTuple_SET_ITEM(p, 0, a.into_ptr());
+                        ffi::PyTuple_SET_ITEM(p, 1, flag.into_ptr());
+                        if ffi::PyObject_GC_IsTracked(p) == 0 {
+                            ffi::PyObject_GC_Track(p.cast());
+                        }
+                        let out = Bound::from_owned_ptr(py, ffi::Py_NewRef(p)).cast_into_unchecked();
+                        for o in old {
+                            ffi::Py_DECREF(o);
+                        }
+                        return Ok(out);
+                    }
+                }
+            }
+            let t = pyo3::types::PyTuple::new(py, [a, flag])?;
+            // SAFETY: attached on a GIL build; nothing runs between taking the
+            // reference and letting go of it. The old tuple is dropped after:
+            // its release may run Python code.
+            let old = unsafe { (*self.last.get()).replace(t.clone().unbind()) };
+            drop(old);
+            Ok(t)
+        }
+        #[cfg(Py_GIL_DISABLED)]
+        pyo3::types::PyTuple::new(py, [a, flag])
+    }
+
+    /// For the owner's `__traverse__`.
+    pub(crate) fn traverse(&self, visit: &pyo3::gc::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        // SAFETY: the GC traverses attached, and nothing writes `last` meanwhile.
+        #[cfg(not(Py_GIL_DISABLED))]
+        visit.call(unsafe { &*self.last.get() })?;
+        let _ = visit;
+        Ok(())
+    }
+
+    /// For the owner's `__clear__`.
+    pub(crate) fn clear(&self) {
+        // SAFETY: attached (the GC clears attached) on a GIL build; the tuple
+        // is taken out before it is released.
+        #[cfg(not(Py_GIL_DISABLED))]
+        drop(unsafe { (*self.last.get()).take() });
+    }
+}
+
 /// Guards `repr` against a map that contains itself (as `Py_ReprEnter`).
 pub(crate) fn repr_enter(id: usize) -> bool {
     REPR_ACTIVE.with(|s| s.borrow_mut().insert(id))

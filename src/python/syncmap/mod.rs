@@ -9,13 +9,13 @@ mod published;
 use super::anymap::{construct, dispatch, engine_enum};
 use super::convert::{PyKey, PyVal};
 use super::map::{hashkey_arg, kind_name, rand_arg, PyDraws};
-use super::value_ok;
+use super::{value_ok, ResultTuple};
 use crate::kinds::MapKey;
 use engine::{load_py, slot_py, Entry, GoMap, Iface, Slot, SyncCore};
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyTypeError, PyUnicodeEncodeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFrozenSet, PyList};
+use pyo3::types::{PyDict, PyFrozenSet, PyList, PyTuple};
 use pyo3::PyTraverseError;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -401,6 +401,8 @@ pub struct SyncMap {
     inner: AnySync,
     key_kind: &'static str,
     value_kind: &'static str,
+    /// `load`'s and `load_or_store`'s result tuple, refilled when unshared.
+    result: ResultTuple,
 }
 
 #[pymethods]
@@ -426,7 +428,7 @@ impl SyncMap {
         let external = rand_arg(rand)?;
         let inner = construct!(AnySync, key_kind, value_kind, <K, V> => SyncCore::<K, V>::new(hashkey, external))
             .expect("kinds validated above");
-        Ok(SyncMap { inner, key_kind, value_kind })
+        Ok(SyncMap { inner, key_kind, value_kind, result: ResultTuple::new() })
     }
 
     /// The canonical key kind ("int64", …, "object").
@@ -450,8 +452,9 @@ impl SyncMap {
 
     /// Go's `Load`: `(value, True)`, or `(None, False)` if the key is absent.
     /// Lock-free when the key is in the read map.
-    fn load(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<(Py<PyAny>, bool)> {
-        Ok(value_ok(py, dispatch!(AnySync, &self.inner, m => m.py_load(py, key))?))
+    fn load<'py>(&self, py: Python<'py>, key: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
+        let (v, ok) = value_ok(py, dispatch!(AnySync, &self.inner, m => m.py_load(py, key))?);
+        self.result.make(py, v, ok)
     }
 
     /// Go's `Store`: sets the value for a key.
@@ -461,13 +464,14 @@ impl SyncMap {
 
     /// Go's `LoadOrStore`: `(existing, True)` if the key is present, else
     /// stores `value` and returns `(value, False)`.
-    fn load_or_store(
+    fn load_or_store<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
-    ) -> PyResult<(Py<PyAny>, bool)> {
-        dispatch!(AnySync, &self.inner, m => m.py_load_or_store(py, key, value))
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let (v, loaded) = dispatch!(AnySync, &self.inner, m => m.py_load_or_store(py, key, value))?;
+        self.result.make(py, v, loaded)
     }
 
     /// Go's `LoadAndDelete`: deletes the key, returning `(previous, True)`, or
@@ -602,14 +606,16 @@ impl SyncMap {
     fn _debug_fork(&self, py: Python<'_>, rand: Option<&Bound<'_, PyAny>>) -> PyResult<SyncMap> {
         let external = rand_arg(rand)?;
         let inner = dispatch!(AnySync, &self.inner, m => AnySync::from(m.fork(py, external)?));
-        Ok(SyncMap { inner, key_kind: self.key_kind, value_kind: self.value_kind })
+        Ok(SyncMap { inner, key_kind: self.key_kind, value_kind: self.value_kind, result: ResultTuple::new() })
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.result.traverse(&visit)?;
         dispatch!(AnySync, &self.inner, m => m.traverse(&visit))
     }
 
     fn __clear__(&self) {
+        self.result.clear();
         dispatch!(AnySync, &self.inner, m => m.gc_clear())
     }
 }
