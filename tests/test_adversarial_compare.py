@@ -28,6 +28,26 @@ def test_nan_value_identity_shortcut(gomap):
     assert m == m2 and not (m != m2)
 
 
+def test_object_keys_of_builtin_types_match_by_value_as_in_dict(gomap):
+    # Exact str/int/float keys compare without Python's `==` (a fast path);
+    # equal-valued probes that are different objects, mixed types and subclasses
+    # must still find exactly what dict finds.
+    class Str(str):
+        pass
+
+    nan = float("nan")
+    stored = ["ab" * 10, "é" * 5 + "\U0001f600", 2**70, -(2**63), 2**63, -5, 1.5, nan, 1, "x"]
+    m, d = both(gomap, [(k, i) for i, k in enumerate(stored)])
+    probes = [
+        "".join(["ab"] * 10), "".join(["é"] * 5) + "\U0001f600", int(str(2**70)), int(str(-(2**63))),
+        int(str(2**63)), int("-5"), float("1.5"), nan, float("nan"), 1.0, True, Str("x"), "ab" * 9 + "ac",
+        2**70 + 1, 1.5000001, 0, "",
+    ]
+    for p in probes:
+        assert m.get(p, "absent") == d.get(p, "absent"), p
+        assert (p in m) is (p in d), p
+
+
 def test_typed_float_values_compare_by_value(gomap):
     # A float64 map stores numbers, not objects: NaN == NaN is False there, except
     # for the map compared with itself.

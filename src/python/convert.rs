@@ -95,6 +95,31 @@ fn exact_f64(ob: &Bound<'_, PyAny>) -> Option<f64> {
     unsafe { (ffi::PyFloat_CheckExact(p) != 0).then(|| ffi::PyFloat_AS_DOUBLE(p)) }
 }
 
+/// `a == b` without running Python code when both are exact `str`s, exact
+/// `int`s that fit in an i64, or exact `float`s: types whose `==` is CPython's
+/// own and cannot be overridden. `None` otherwise (mixed types included):
+/// Python's `==` decides. An `object`-keyed map compares the probe with every
+/// stored key of equal hash; for the common key types this skips the rich
+/// comparison, its bool object and its truth test.
+#[inline]
+fn exact_eq(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> Option<bool> {
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    // SAFETY: live objects, attached (the `Bound`s prove both); PyUnicode_Compare
+    // of two exact strs cannot fail, and returns 0 exactly when they are equal.
+    unsafe {
+        if ffi::PyUnicode_CheckExact(pa) != 0 && ffi::PyUnicode_CheckExact(pb) != 0 {
+            return Some(ffi::PyUnicode_Compare(pa, pb) == 0);
+        }
+    }
+    if let (Some(x), Some(y)) = (exact_i64(a), exact_i64(b)) {
+        return Some(x == y);
+    }
+    if let (Some(x), Some(y)) = (exact_f64(a), exact_f64(b)) {
+        return Some(x == y);
+    }
+    None
+}
+
 /// An exact `str`'s UTF-8 bytes (CPython caches them in the object; for an
 /// ASCII string they are its data), borrowed from it. `None` for other types
 /// and for strings that are not valid UTF-8 (lone surrogates): the general
@@ -367,7 +392,13 @@ impl MapKey for ObjKey {
             return Ok(false);
         }
         // The stored key is compared with the probe, in dict's order.
-        Python::attach(|py| other.obj.bind(py).eq(self.obj.bind(py)))
+        Python::attach(|py| {
+            let (stored, probe) = (other.obj.bind(py), self.obj.bind(py));
+            match exact_eq(stored, probe) {
+                Some(eq) => Ok(eq),
+                None => stored.eq(probe),
+            }
+        })
     }
     fn clone_key(&self) -> Self {
         Python::attach(|py| ObjKey { hash: self.hash, obj: self.obj.clone_ref(py) })
