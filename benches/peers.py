@@ -1,4 +1,5 @@
-"""gomap.Map('int64', 'int64') against dict and other int64 hash tables, from Python.
+"""gomap.Map('int64', 'int64') against dict and other int64 hash tables, from Python
+(and string-keyed lookups against dict).
 
     python benches/peers.py [--quick] [--out FILE] [--before PATH_TO_CORE_SO]
 
@@ -10,7 +11,9 @@ objects equal to the stored keys) and "insertion order" (the very objects that
 were inserted: dict's best case). Peers (the `bench` extra): preshed's
 PreshMap, cykhash's Int64toInt64Map and pandas' Int64HashTable; a peer that is
 not installed is left out. Keys are distinct non-negative 62-bit ints (preshed
-takes uint64 keys and reserves 0). Output: a Markdown table on stdout and in
+takes uint64 keys and reserves 0). String rows: 16-character ASCII keys
+looked up in ``Map()`` (object keys) and in ``Map('string', 'int64')``, against
+a dict of the same strings ("random" lookups use fresh, equal str objects). Output: a Markdown table on stdout and in
 FILE (default benches/results/peers.md). ``--before`` loads a second build
 of ``gomap._core`` (e.g. one built from main) as "gomap-before", interleaved
 with the rest, for before/after figures from the same run. Nothing asserts a
@@ -26,6 +29,7 @@ import sys
 import time
 
 import numpy as np
+from _data import str_keys
 
 import gomap
 
@@ -167,6 +171,19 @@ def main() -> None:
         sarr = np.array(shuffled, dtype=np.int64)
         passes = max(1, 1_000_000 // n)  # ~1M operations per measurement
         maps = {i: fill(i, keys, vals) for i in impls}
+        skeys, _ = str_keys(n, seed=n)
+        sfresh = [s.encode().decode() for s in rng.sample(skeys, n)]  # new, equal str objects
+
+        def str_maps(kind: str) -> dict:
+            out = {}
+            for i in [*BUILDS, "dict"]:
+                m = {} if i == "dict" else BUILDS[i].Map(*(() if kind == "object" else ("string", "int64")))
+                for s, v in zip(skeys, vals):
+                    m[s] = v
+                out[i] = m
+            return out
+
+        smaps = {"object": str_maps("object"), "string": str_maps("string")}
         work = [
             ("m[k] random", "get", lambda i: loop_get(i, maps[i], fresh)),
             ("m[k] insertion order", "get", lambda i: loop_get(i, maps[i], keys)),
@@ -176,11 +193,17 @@ def main() -> None:
             ("get_many (batch, random)", "batch_get", lambda i: batch_get(i, maps[i], sarr)),
             ("set_many (batch, fresh map)", "batch_set", lambda i: batch_set(i, karr, varr)),
             ("set_many presize=True (fresh map)", "batch_presize", lambda i: batch_set(i, karr, varr, True)),
+            ("m[s] random, str keys, Map()", "str", lambda i: loop_get(i, smaps["object"][i], sfresh)),
+            ("m[s] insertion order, str keys, Map()", "str", lambda i: loop_get(i, smaps["object"][i], skeys)),
+            ("m[s] random, Map('string', 'int64')", "str", lambda i: loop_get(i, smaps["string"][i], sfresh)),
+            ("m[s] insertion order, Map('string', 'int64')", "str", lambda i: loop_get(i, smaps["string"][i], skeys)),
         ]
         for name, kind, fn in work:
             who = [i for i in impls if not (kind == "items" and i in ("preshed", "cykhash", "pandas"))]
             if kind.startswith("batch"):
                 who = [i for i in who if i in BUILDS or i in ("dict", "pandas")]
+            if kind == "str":
+                who = [*BUILDS, "dict"]
             if kind == "batch_presize":
                 who = ["gomap", "dict", *(["pandas"] if "pandas" in PEERS else [])]
             res: dict[str, list[float]] = {i: [] for i in who}
@@ -196,7 +219,7 @@ def main() -> None:
             med = {i: statistics.median(v) for i, v in res.items()}
             rows.append((n, name, med))
             print(n, name, {i: round(v, 1) for i, v in med.items()}, flush=True)
-        del maps
+        del maps, smaps
     load1 = os.getloadavg()
     lines = [
         "| size | workload | "
