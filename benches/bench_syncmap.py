@@ -1,6 +1,6 @@
 """SyncMap against a dict behind a threading.Lock (a script, not a test).
 
-    python benches/bench_syncmap.py [--n 10000,200000] [--rounds 9]
+    python benches/bench_syncmap.py [--n 10000,200000] [--rounds 41] [--before PATH_TO_CORE_SO]
 
 Single-threaded per-operation cost, A/B interleaved: each round times a block
 of 10,000 operations on SyncMap and on the dict+Lock competitor back to back,
@@ -17,6 +17,10 @@ the CPU caches; 200,000 random keys mostly miss them, where every pointer a
 lookup follows costs a memory access).  The 1-minute load average is printed: the
 machine may be shared, which is why the runs are interleaved and reported as
 medians of ratios measured in the same run.
+
+``--before`` loads a second build of ``gomap._core`` (as ``peers.py`` does) and
+adds a row timing this build's ``load`` against that build's, interleaved (in
+that row the second column is the other build's ns/op).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ def paired(rounds: int, a, b, setup_a=None, setup_b=None) -> tuple[float, float,
     return statistics.median(ta), statistics.median(tb), statistics.median(ratios), min(ta) / min(tb)
 
 
-def run(n: int, rounds: int, kind: str) -> list[tuple[str, float, float, float, float]]:
+def run(n: int, rounds: int, kind: str, before=None) -> list[tuple[str, float, float, float, float]]:
     rng = random.Random(1)
     keys = list({rng.randrange(-(2**62), 2**62) for _ in range(n)})
     lookup = keys[:]
@@ -72,6 +76,18 @@ def run(n: int, rounds: int, kind: str) -> list[tuple[str, float, float, float, 
 
     def sync_load(_):
         ld = m.load
+        for k in block:
+            ld(k)
+        return len(block)
+
+    if before is not None:
+        mb = before.SyncMap(kind, vk)
+        for k in keys:
+            mb.store(k, k)
+        mb.range(lambda k, v: True)
+
+    def before_load(_):
+        ld = mb.load
         for k in block:
             ld(k)
         return len(block)
@@ -125,6 +141,8 @@ def run(n: int, rounds: int, kind: str) -> list[tuple[str, float, float, float, 
     out = []
     for name, fn in (("load hit", sync_load), ("get hit", sync_get), ("[k] hit", sync_getitem)):
         out.append((name, *paired(rounds, fn, dict_get)))
+    if before is not None:
+        out.append(("load hit: this build / --before", *paired(rounds, sync_load, before_load)))
     out.append(("store new key", *paired(rounds, sync_store, dict_store, fresh_sync, fresh_dict)))
     return out
 
@@ -133,7 +151,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", default="10000,200000", help="comma-separated key counts")
     p.add_argument("--rounds", type=int, default=41)
+    p.add_argument("--before", help="path of another build's _core .so, compared on load hit")
     a = p.parse_args()
+    before = None
+    if a.before:
+        from peers import load_build
+
+        before = load_build(a.before)
     load = os.getloadavg()[0]
     sizes = [int(x) for x in a.n.split(",") if x]
     print(f"SyncMap vs dict+Lock, {a.rounds} interleaved rounds, load average {load:.2f} "
@@ -143,7 +167,7 @@ def main() -> None:
     print("|---:|---|---|---:|---:|---:|---:|")
     for n in sizes:
         for kind in ("int64", "object"):
-            for name, x, y, ratio, best in run(n, a.rounds, kind):
+            for name, x, y, ratio, best in run(n, a.rounds, kind, before):
                 print(f"| {n} | {kind} | {name} | {x:.0f} | {y:.0f} | {ratio:.2f}x | {best:.2f}x |", flush=True)
     print(f"(load average after: {os.getloadavg()[0]:.2f})")
 
