@@ -35,8 +35,8 @@ pub(crate) fn value_ok(py: Python<'_>, v: Option<Py<PyAny>>) -> (Py<PyAny>, bool
 
 /// A `(value, ok)` result tuple refilled in place when nobody else holds it,
 /// as dict's items iterator refills its tuple: `v, ok = m.load(k)` in a loop
-/// then makes no tuple (on a 10k-key `SyncMap`, allocating, untracking and
-/// freeing one is about a tenth of a `load`). The tuple keeps the last result's
+/// then makes no tuple (allocating, tracking and freeing one is ~160 of the
+/// ~2,100 instructions of a `SyncMap.load` loop step). The tuple keeps the last result's
 /// value alive until the next call, as dict's iterator does; the owner's
 /// `__traverse__`/`__clear__` pass it on to the GC.
 ///
