@@ -20,7 +20,10 @@
 use super::anymap::{dispatch, AnyMap};
 use super::convert::{PyKey, PyVal};
 use super::map::{dispose, Map, Shared};
+#[cfg(not(Py_GIL_DISABLED))]
+use super::refill_pair;
 use super::ConcurrentMapError;
+use super::Stale;
 use crate::flags::FlagWord;
 use crate::hmap::{HIter, HMap, Table};
 use pyo3::gc::PyVisit;
@@ -42,21 +45,6 @@ pub enum IterMode {
 /// releases after the iterator is no longer busy (releasing may run `__del__`).
 type Step = (Option<Py<PyAny>>, Released);
 type Released = Option<Stale>;
-
-/// The two items a refilled tuple held: owned references, released on drop
-/// with plain `Py_DECREF`s (we are attached; no PyO3 thread-state lookup).
-struct Stale([*mut pyo3::ffi::PyObject; 2]);
-
-impl Drop for Stale {
-    fn drop(&mut self) {
-        // SAFETY: two owned references, released once; only built (and so only
-        // dropped) in `__next__`, attached.
-        unsafe {
-            pyo3::ffi::Py_DECREF(self.0[0]);
-            pyo3::ffi::Py_DECREF(self.0[1]);
-        }
-    }
-}
 
 trait IterState: Send {
     fn next(&mut self, py: Python<'_>) -> PyResult<Step>;
@@ -137,28 +125,15 @@ impl<K: PyKey, V: PyVal> TypedIter<K, V> {
     /// its only reference (as dict's items iterator does), else a new one.
     fn pair(&mut self, py: Python<'_>, k: Py<PyAny>, v: Py<PyAny>) -> PyResult<Step> {
         #[cfg(not(Py_GIL_DISABLED))]
-        if let Some(t) = &self.pair {
-            let p = t.as_ptr();
-            // SAFETY: attached. A refcount of 1 is our own reference: nobody else
-            // can see the tuple, so refilling it is unobservable (with the GIL
-            // held, no other thread can take a reference meanwhile). SET_ITEM
-            // steals the new references; the old ones are handed to the caller.
-            // The GC may have untracked the tuple (it untracks tuples of atomic
-            // objects); it is tracked again, as dict does, since it may now
-            // hold containers.
-            unsafe {
-                if pyo3::ffi::Py_REFCNT(p) == 1 {
-                    let old_k = pyo3::ffi::PyTuple_GET_ITEM(p, 0);
-                    let old_v = pyo3::ffi::PyTuple_GET_ITEM(p, 1);
-                    pyo3::ffi::PyTuple_SET_ITEM(p, 0, k.into_ptr());
-                    pyo3::ffi::PyTuple_SET_ITEM(p, 1, v.into_ptr());
-                    if pyo3::ffi::PyObject_GC_IsTracked(p) == 0 {
-                        pyo3::ffi::PyObject_GC_Track(p.cast());
-                    }
-                    return Ok((Some(t.clone_ref(py).into_any()), Some(Stale([old_k, old_v]))));
-                }
-            }
-        }
+        let (k, v) = match &self.pair {
+            // SAFETY: attached (`py`) on a GIL build; `t` is our 2-tuple. The old
+            // items are handed to the caller, released once the step is over.
+            Some(t) => match unsafe { refill_pair(t, k, v) } {
+                Ok(stale) => return Ok((Some(t.clone_ref(py).into_any()), Some(stale))),
+                Err(back) => back,
+            },
+            None => (k, v),
+        };
         let t = PyTuple::new(py, [k, v])?.unbind();
         let out = t.clone_ref(py).into_any();
         #[cfg(not(Py_GIL_DISABLED))]

@@ -33,6 +33,58 @@ pub(crate) fn value_ok(py: Python<'_>, v: Option<Py<PyAny>>) -> (Py<PyAny>, bool
     }
 }
 
+/// The two items a refilled tuple held ([`refill_pair`]): owned references,
+/// released on drop with plain `Py_DECREF`s. The holder drops them attached,
+/// once it may run Python code (a `__del__`).
+pub(crate) struct Stale([*mut pyo3::ffi::PyObject; 2]);
+
+impl Drop for Stale {
+    fn drop(&mut self) {
+        // SAFETY: two owned references, released once; a `Stale` holds raw
+        // pointers, so it is not Send and is dropped on the attached thread
+        // that `refill_pair` made it on.
+        unsafe {
+            pyo3::ffi::Py_DECREF(self.0[0]);
+            pyo3::ffi::Py_DECREF(self.0[1]);
+        }
+    }
+}
+
+/// Refills the 2-tuple `t` with `a` and `b` when the caller's reference is its
+/// only one, as dict's items iterator refills its result, and returns the old
+/// items; hands `a` and `b` back when anyone else holds the tuple. Refilling an
+/// unshared tuple is unobservable. The GC may have untracked it (it untracks
+/// tuples of atomic objects); it is tracked again, as dict does, since it may
+/// now hold a container.
+///
+/// # Safety
+/// Attached on a GIL build, so that no thread can take a reference between the
+/// refcount check and the refill; `t` is a 2-tuple.
+#[cfg(not(Py_GIL_DISABLED))]
+pub(crate) unsafe fn refill_pair(
+    t: &Py<pyo3::types::PyTuple>,
+    a: Py<PyAny>,
+    b: Py<PyAny>,
+) -> Result<Stale, (Py<PyAny>, Py<PyAny>)> {
+    use pyo3::ffi;
+    let p = t.as_ptr();
+    // SAFETY: per the contract: `p` is a live 2-tuple and nobody else runs
+    // Python code. A refcount of 1 is the caller's own reference. SET_ITEM
+    // steals the new references; the old ones go into the `Stale`.
+    unsafe {
+        if ffi::Py_REFCNT(p) != 1 {
+            return Err((a, b));
+        }
+        let old = [ffi::PyTuple_GET_ITEM(p, 0), ffi::PyTuple_GET_ITEM(p, 1)];
+        ffi::PyTuple_SET_ITEM(p, 0, a.into_ptr());
+        ffi::PyTuple_SET_ITEM(p, 1, b.into_ptr());
+        if ffi::PyObject_GC_IsTracked(p) == 0 {
+            ffi::PyObject_GC_Track(p.cast());
+        }
+        Ok(Stale(old))
+    }
+}
+
 /// A `(value, ok)` result tuple refilled in place when nobody else holds it,
 /// as dict's items iterator refills its tuple: `v, ok = m.load(k)` in a loop
 /// then makes no tuple (allocating, tracking and freeing one is ~160 of the
@@ -72,36 +124,24 @@ impl ResultTuple {
         let flag = pyo3::types::PyBool::new(py, b).to_owned().into_any().unbind();
         #[cfg(not(Py_GIL_DISABLED))]
         {
-            use pyo3::ffi;
-            // SAFETY: attached on a GIL build (see `Sync`); the pointer is read
-            // and no reference into `last` is kept.
-            let last = unsafe { (*self.last.get()).as_ref().map(|t| t.as_ptr()) };
-            if let Some(p) = last {
-                // SAFETY: attached, so no other thread runs Python code. A
-                // refcount of 1 is `self`'s own reference: nobody can see the
-                // tuple, so refilling it is unobservable. SET_ITEM steals the
-                // new references. The GC may have untracked the tuple (it
-                // untracks tuples of atomic objects); it is tracked again, as
-                // dict does, since it may now hold a container. The caller's
-                // reference is taken before the old items are released: their
-                // release may run Python code (a `__del__`) that comes back
-                // here, sees a refcount of 2 and makes a new tuple.
-                unsafe {
-                    if ffi::Py_REFCNT(p) == 1 {
-                        let old = [ffi::PyTuple_GET_ITEM(p, 0), ffi::PyTuple_GET_ITEM(p, 1)];
-                        ffi::PyTuple_SET_ITEM(p, 0, a.into_ptr());
-                        ffi::PyTuple_SET_ITEM(p, 1, flag.into_ptr());
-                        if ffi::PyObject_GC_IsTracked(p) == 0 {
-                            ffi::PyObject_GC_Track(p.cast());
-                        }
-                        let out = Bound::from_owned_ptr(py, ffi::Py_NewRef(p)).cast_into_unchecked();
-                        for o in old {
-                            ffi::Py_DECREF(o);
-                        }
-                        return Ok(out);
-                    }
+            // SAFETY: attached on a GIL build (see `Sync`), and `last` holds a
+            // 2-tuple. The borrow of `last` ends with this block: the caller's
+            // reference is taken before the old items are released, since their
+            // release may run Python code (a `__del__`) that comes back here,
+            // sees a refcount of 2 and makes a new tuple.
+            let refilled = unsafe {
+                match (*self.last.get()).as_ref() {
+                    Some(t) => refill_pair(t, a, flag).map(|stale| (t.bind(py).clone(), stale)),
+                    None => Err((a, flag)),
                 }
-            }
+            };
+            let (a, flag) = match refilled {
+                Ok((out, stale)) => {
+                    drop(stale);
+                    return Ok(out);
+                }
+                Err(back) => back,
+            };
             let t = pyo3::types::PyTuple::new(py, [a, flag])?;
             // SAFETY: attached on a GIL build; nothing runs between taking the
             // reference and letting go of it. The old tuple is dropped after:
