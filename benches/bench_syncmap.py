@@ -86,11 +86,11 @@ def run(n: int, rounds: int, kind: str, before=None) -> list[tuple[str, float, f
             mb.store(k, k)
         mb.range(lambda k, v: True)
 
-    def before_load(_):
-        ld = mb.load
-        for k in block:
-            ld(k)
-        return len(block)
+        def before_load(_):
+            ld = mb.load
+            for k in block:
+                ld(k)
+            return len(block)
 
     def sync_get(_):
         g = m.get
